@@ -1,0 +1,107 @@
+"""`python -m bench list | all | report | <harness>` — see README.md."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from bench.provenance import REPO_ROOT
+from bench.registry import SCALES, RunContext, load_all
+
+COMMANDS = ("list", "all", "report")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str):  # exit 2 with the valid choices named
+        self.print_usage(sys.stderr)
+        harnesses = ", ".join(load_all())
+        self.exit(2, f"{self.prog}: error: {message}\n  commands: {', '.join(COMMANDS)}\n"
+                     f"  harnesses: {harnesses}\n  scales: {', '.join(SCALES)}\n")
+
+
+def build_parser() -> ArgumentParser:
+    harnesses = list(load_all())
+    p = ArgumentParser(prog="python -m bench",
+                       description="DisCo-Bench: reproduce DisCo-Diff's tables and figures.")
+    p.add_argument("command", choices=list(COMMANDS) + harnesses, metavar="COMMAND",
+                   help="list | all | report | a harness: " + ", ".join(harnesses))
+    p.add_argument("--scale", choices=SCALES, default="smoke", help="smoke (CI), small (CPU), paper (GPUs)")
+    p.add_argument("--out", type=Path, default=REPO_ROOT / "results", help="results root (default: results/)")
+    p.add_argument("--cache", type=Path, default=REPO_ROOT / "runs",
+                   help="trained checkpoints, reused when the config hash matches (default: runs/)")
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="base seed (data, training, sampling)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cpu or cuda")
+    p.add_argument("--dry-run", action="store_true", help="resolve and print the configuration; train nothing")
+    return p
+
+
+def _nonneg_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {s!r}")
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def _list() -> int:
+    width = max(len(k) for k in load_all())
+    for label, h in load_all().items():
+        status = "built" if h.built else f"not built yet — {h.issue}"
+        print(f"{label:<{width}}  [{status}]\n{'':<{width}}  {h.reproduces}")
+    return 0
+
+
+def _run(labels: Sequence[str], ctx: RunContext) -> int:
+    from bench import report
+
+    harnesses = load_all()
+    for label in labels:
+        h = harnesses[label]
+        if not h.built:
+            print(f"{label}: not built yet ({h.issue}); skipped", file=sys.stderr)
+            continue
+        t0 = time.perf_counter()
+        rows = h.run(ctx)
+        if ctx.dry_run:
+            continue
+        path = report.write_harness_rows(ctx.out, ctx.scale, label, rows)
+        print(f"{label}: {len(rows)} rows -> {path} ({time.perf_counter() - t0:.1f} s)")
+    if not ctx.dry_run:
+        print(f"report -> {report.render(ctx.out)}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "list":
+        return _list()
+    if args.command == "report":
+        from bench import report
+
+        if not args.out.is_dir():
+            print(f"error: no results folder at {args.out}", file=sys.stderr)
+            return 2
+        print(f"report -> {report.render(args.out)}")
+        return 0
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("error: --device cuda, but torch.cuda.is_available() is False on this machine", file=sys.stderr)
+            return 2
+    ctx = RunContext(scale=args.scale, out=args.out, seed=args.seed, device=args.device,
+                     dry_run=args.dry_run, cache=args.cache)
+    harnesses = load_all()
+    if args.command == "all":
+        labels = [k for k, h in harnesses.items() if h.built]
+    else:
+        if not harnesses[args.command].built:
+            print(f"error: harness {args.command!r} is not built yet ({harnesses[args.command].issue}). "
+                  f"Built: {', '.join(k for k, h in harnesses.items() if h.built)}", file=sys.stderr)
+            return 2
+        labels = [args.command]
+    return _run(labels, ctx)

@@ -1,0 +1,1 @@
+"""Datasets: the 2D mixture, image datasets, PDBBind."""

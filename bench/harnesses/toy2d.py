@@ -1,0 +1,409 @@
+"""The 2D study (DisCo-Diff Sec. 3.2 and App. F): Fig. 3, Fig. 4 and the W2 numbers.
+
+One run trains the baseline DM and DisCo-Diff on the 8-Gaussian mixture, fits the second-stage
+prior, samples with Heun (50 EDM steps), and measures W2 (with its noise floor and seed spread),
+the encoder's purity against the true modes, and curvature and Jacobian norm along the ODE.
+The three harnesses `figure3`, `figure4` and `w2` share that run (memoised per context).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Callable, Optional
+
+import multiprocessing
+import numpy as np
+import torch
+
+from bench import plots
+from bench.data.mixture2d import Mixture2DConfig, data_std, sample_mixture
+from bench.diffusion.discretisation import edm_sigma_steps
+from bench.diffusion.loss import EDMLossConfig, edm_loss
+from bench.diffusion.samplers import heun_sampler
+from bench.diffusion.seeds import PerSampleRandom, format_seeds
+from bench.disco.gumbel import gumbel_softmax
+from bench.disco.latents import drop_latents, one_hot
+from bench.disco.prior import ARPriorConfig, AutoregressivePrior
+from bench.metrics.clustering import coverage, purity
+from bench.metrics.ode_geometry import curvature, jacobian, sq_frobenius
+from bench.metrics.w2 import wasserstein2
+from bench.nets.toy2d import DM2D, DM2DConfig, DisCo2D, DisCo2DConfig
+from bench.provenance import config_dict, device_name, git_sha
+from bench.registry import RunContext, describe_variant, harness
+from bench.rows import Row
+from bench.train import TrainConfig, build_seeded, fit, run_dir_for
+
+DATASET = "2D mixture of 8 Gaussians (App. F.1; std 0.2, radius 3)"
+FAITHFUL = "app-f"   # the variant name of the paper's text read literally
+
+
+@dataclasses.dataclass(frozen=True)
+class DisCoRecipe:
+    """How one DisCo-Diff row is trained. `deviation` says what departs from App. F's text."""
+    name: str
+    deviation: str
+    model: DisCo2DConfig
+    train: TrainConfig
+    loss: EDMLossConfig
+    tau: float = 1.0                 # Gumbel-Softmax temperature in training (App. D: 1)
+    straight_through: bool = False   # hard one-hot forward, soft backward
+    null_prob: float = 0.1           # latent dropout for guidance (App. B)
+
+
+@dataclasses.dataclass(frozen=True)
+class Toy2DConfig:
+    data: Mixture2DConfig
+    dm: DM2DConfig
+    dm_train: TrainConfig
+    dm_loss: EDMLossConfig
+    disco: tuple[DisCoRecipe, ...]
+    prior: ARPriorConfig
+    prior_train: TrainConfig
+    tau_extract: float = 0.01        # App. D: latents for stage 2 extracted at tau = 0.01
+    steps: int = 50                  # Heun steps (App. F.2)
+    sigma_min: float = 0.002         # EDM discretisation (Karras et al. 2022)
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    n_generate: int = 8000           # as many samples as training points
+    sampling_seeds: int = 3          # independent sampling seeds, each n_generate samples
+    n_geometry: int = 512            # trajectories on which curvature and Jacobian are measured
+    t_min: float = 0.05              # Fig. 4 range
+    t_max: float = 10.0
+    curvature_dt: float = 1e-3       # App. F.3
+    n_fig_trajectories: int = 16
+    data_seed: int = 0
+
+
+def _faithful_recipe(steps: int, batch: int) -> DisCoRecipe:
+    # App. F literally: 3-layer encoder, 4-layer H, F(z) a learned 2-D point per code,
+    # sigma_1 = 0.2, Adam 1e-3, Gumbel-Softmax tau = 1 (soft), null latent p = 0.1, EDM's loss.
+    return DisCoRecipe(
+        name=FAITHFUL, deviation="",
+        model=DisCo2DConfig(),
+        train=TrainConfig(steps=steps, batch_size=batch, lr=1e-3, seed=1),
+        loss=EDMLossConfig())
+
+
+def _tuned_recipe(steps: int, batch: int) -> DisCoRecipe:
+    return DisCoRecipe(
+        name="tuned", deviation="(filled in from the investigation)",
+        model=DisCo2DConfig(h_zero_init=True, f_init_std=2.0),
+        train=TrainConfig(steps=steps, batch_size=batch, lr=1e-3, seed=1),
+        loss=EDMLossConfig(sigma_data=2.13), straight_through=True)
+
+
+def preset(scale: str) -> Toy2DConfig:
+    if scale == "smoke":
+        data = Mixture2DConfig(points_per_mode=100)
+        steps, batch = 150, 256
+        extra = dict(n_generate=800, sampling_seeds=2, n_geometry=64, n_fig_trajectories=6)
+    else:  # small and paper: App. F's configuration is CPU-sized, so both run it as is
+        data = Mixture2DConfig()
+        steps, batch = 6000, 512
+        extra = {}
+    return Toy2DConfig(
+        data=data,
+        dm=DM2DConfig(),
+        dm_train=TrainConfig(steps=steps, batch_size=batch, lr=1e-3, seed=0),
+        dm_loss=EDMLossConfig(),
+        disco=(_faithful_recipe(steps, batch), _tuned_recipe(steps, batch)),
+        prior=ARPriorConfig(m=1, k=8, width=32, depth=1, heads=2),
+        prior_train=TrainConfig(steps=max(steps // 20, 50), batch_size=batch, lr=1e-3, seed=2),
+        **extra)
+
+
+# --------------------------------------------------------------------------------------------
+# One model = something with a denoiser, a score and (for DisCo) codes for samples.
+
+@dataclasses.dataclass
+class Trained:
+    method: str            # "DM" or "DisCo-Diff"
+    variant: str
+    deviation: str
+    module: torch.nn.Module
+    train_seconds: float
+    prior: Optional[AutoregressivePrior] = None
+    train_codes: Optional[np.ndarray] = None   # stage-2 latents of the training set
+
+    @property
+    def key(self) -> str:
+        return f"{self.method}__{self.variant}"
+
+    def denoiser(self, latent: Optional[torch.Tensor]) -> Callable:
+        return lambda x, sigma: self.module(x, sigma, latent=latent)
+
+
+def _train_dm(cfg: Toy2DConfig, x: torch.Tensor, ctx: RunContext, progress: bool) -> Trained:
+    tcfg = dataclasses.replace(cfg.dm_train, seed=cfg.dm_train.seed + ctx.seed)
+    model = build_seeded(lambda: DM2D(cfg.dm), tcfg.seed)
+
+    def loss_fn(m: DM2D, gen: torch.Generator) -> torch.Tensor:
+        y = x[torch.randint(len(x), (tcfg.batch_size,), generator=gen)]
+        return edm_loss(m, y, cfg.dm_loss, gen).mean()
+
+    run = run_dir_for(ctx.cache / "toy2d", "dm", (cfg.dm, cfg.dm_loss, cfg.data), tcfg)
+    info = fit(model, loss_fn, tcfg, run, (cfg.dm, cfg.dm_loss, cfg.data), desc="DM", progress=progress)
+    return Trained("DM", FAITHFUL, "", model.eval(), info["seconds"])
+
+
+def _train_disco(cfg: Toy2DConfig, r: DisCoRecipe, x: torch.Tensor, ctx: RunContext,
+                 progress: bool) -> Trained:
+    tcfg = dataclasses.replace(r.train, seed=r.train.seed + ctx.seed)
+    model = build_seeded(lambda: DisCo2D(r.model), tcfg.seed)
+
+    def loss_fn(m: DisCo2D, gen: torch.Generator) -> torch.Tensor:
+        y = x[torch.randint(len(x), (tcfg.batch_size,), generator=gen)]
+        w = gumbel_softmax(m.encode_logits(y), r.tau, hard=r.straight_through, generator=gen)
+        w = drop_latents(w, r.null_prob, gen)
+        return edm_loss(lambda xn, s: m(xn, s, latent=w), y, r.loss, gen).mean()
+
+    key = (r, cfg.data)
+    run = run_dir_for(ctx.cache / "toy2d", f"disco-{r.name}", key, tcfg)
+    info = fit(model, loss_fn, tcfg, run, key, desc=f"DisCo-Diff [{r.name}]", progress=progress)
+    model.eval()
+
+    # Stage 2 (Algorithm 2): latents of the training set at tau = 0.01, then the prior by MLE.
+    gen = torch.Generator().manual_seed(cfg.data_seed + ctx.seed + 17)
+    with torch.no_grad():
+        w = gumbel_softmax(model.encode_logits(x), cfg.tau_extract, generator=gen)
+    z = w.argmax(-1)                                   # [N, m]
+    ptcfg = dataclasses.replace(cfg.prior_train, seed=cfg.prior_train.seed + ctx.seed)
+    prior = build_seeded(lambda: AutoregressivePrior(cfg.prior), ptcfg.seed)
+
+    def prior_loss(p: AutoregressivePrior, g: torch.Generator) -> torch.Tensor:
+        return -p.log_prob(z[torch.randint(len(z), (ptcfg.batch_size,), generator=g)]).mean()
+
+    prun = Path(str(run) + "-prior")
+    pinfo = fit(prior, prior_loss, ptcfg, prun, {"prior": cfg.prior, "stage1": run.name},
+                desc="prior", progress=progress)
+    return Trained("DisCo-Diff", r.name, r.deviation, model, info["seconds"] + pinfo["seconds"],
+                   prior.eval(), z[:, 0].numpy())
+
+
+# --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Generated:
+    samples: np.ndarray          # [n, 2]
+    codes: Optional[np.ndarray]  # [n] latent per sample (DisCo only)
+    trajectory: np.ndarray       # [steps+1, n_keep, 2] of the first samples
+    nfe: int
+    seconds: float
+
+
+def _generate(cfg: Toy2DConfig, model: Trained, seeds: list[int], keep: int) -> Generated:
+    t0 = time.perf_counter()
+    rnd = PerSampleRandom(seeds)
+    t_steps = edm_sigma_steps(cfg.steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
+    x_T = rnd.randn(2) * float(t_steps[0])
+    latent, codes = None, None
+    if model.prior is not None:
+        z = model.prior.sample(rnd.rand(cfg.prior.m))               # [n, m], per-sample seeds
+        latent, codes = one_hot(z, cfg.prior.k), z[:, 0].numpy()
+    traj: list[np.ndarray] = []
+    with torch.no_grad():
+        x0, nfe = heun_sampler(model.denoiser(latent), x_T, t_steps,
+                               trajectory=lambda i, x, t: traj.append(x[:keep].numpy().copy()))
+    return Generated(x0.numpy(), codes, np.stack(traj), nfe, time.perf_counter() - t0)
+
+
+def _geometry(cfg: Toy2DConfig, model: Trained, seeds: list[int]) -> dict[str, np.ndarray]:
+    """Curvature and Jacobian norms at each Heun step with t in [t_min, t_max], along the ODE
+    trajectories of the given seeds. G is the model's score (App. F.2's parameterisation);
+    the ODE velocity is dx/dt = -t G (sigma(t) = t), so T = v/||v|| = -G/||G||."""
+    rnd = PerSampleRandom(seeds)
+    t_steps = edm_sigma_steps(cfg.steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
+    x_T = rnd.randn(2) * float(t_steps[0])
+    latent = None
+    if model.prior is not None:
+        latent = one_hot(model.prior.sample(rnd.rand(cfg.prior.m)), cfg.prior.k)
+    D = model.denoiser(latent)
+
+    def score(x: torch.Tensor, t: float) -> torch.Tensor:
+        return (D(x.float(), torch.tensor(t)).double() - x.double()) / t**2
+
+    def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
+        return -t * score(x, t)
+
+    states: list[tuple[float, torch.Tensor]] = []
+    with torch.no_grad():
+        heun_sampler(D, x_T, t_steps, trajectory=lambda i, x, t: states.append((t, x.clone())))
+    out: dict[str, list] = {"t": [], "curvature": [], "jacobian": [], "jacobian_denoiser": []}
+    for t, x in states:
+        if not cfg.t_min <= t <= cfg.t_max:
+            continue
+        kappa = curvature(velocity, x, t, cfg.curvature_dt)
+        J = jacobian(lambda xx: score(xx, t), x.float())              # [B, 2, 2]
+        J_D = torch.eye(2, dtype=J.dtype) + t**2 * J                   # D = x + t^2 G
+        out["t"].append(t)
+        out["curvature"].append(kappa.mean().item())
+        out["jacobian"].append(sq_frobenius(J).mean().item())
+        out["jacobian_denoiser"].append(sq_frobenius(J_D).mean().item())
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _w2_pool(pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    workers = min(2, len(pairs), multiprocessing.cpu_count())
+    if workers <= 1:
+        return {k: wasserstein2(a, b) for k, (a, b) in pairs.items()}
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+        futs = {k: ex.submit(wasserstein2, a, b) for k, (a, b) in pairs.items()}
+        return {k: f.result() for k, f in futs.items()}
+
+
+# --------------------------------------------------------------------------------------------
+
+_MEMO: dict[tuple, dict[str, list[Row]]] = {}
+
+
+def study(ctx: RunContext) -> dict[str, list[Row]]:
+    key = (ctx.scale, str(ctx.out), ctx.seed, ctx.device, ctx.dry_run, str(ctx.cache))
+    if key not in _MEMO:
+        _MEMO[key] = _study(ctx)
+    return _MEMO[key]
+
+
+def _dry_run(cfg: Toy2DConfig, ctx: RunContext) -> dict[str, list[Row]]:
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    print(json.dumps(config_dict(cfg), indent=1))
+    print(f"DM parameters: {count(DM2D(cfg.dm)):,}")
+    for r in cfg.disco:
+        print(f"DisCo-Diff [{r.name}] parameters: {count(DisCo2D(r.model)):,}")
+    print(f"prior parameters: {count(AutoregressivePrior(cfg.prior)):,}")
+    print(f"data: {cfg.data.modes * cfg.data.points_per_mode} points, per-coordinate std "
+          f"{data_std(cfg.data):.3f} (sigma_data); generated per seed: {cfg.n_generate}")
+    return {"figure3": [], "figure4": [], "w2": []}
+
+
+def _study(ctx: RunContext) -> dict[str, list[Row]]:
+    # Tiny MLPs: intra-op threads only add contention (measured 50x slower with 2 threads on a
+    # busy 2-core machine); W2 runs in two processes instead.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _study_single_thread(ctx)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _study_single_thread(ctx: RunContext) -> dict[str, list[Row]]:
+    if ctx.device != "cpu":
+        print(f"note: the 2D study runs on cpu (tiny MLPs); --device {ctx.device} is ignored")
+    cfg = preset(ctx.scale)
+    if ctx.dry_run:
+        return _dry_run(cfg, ctx)
+    progress = True
+    out = Path(ctx.out) / ctx.scale
+    t_start = time.perf_counter()
+    x, labels = sample_mixture(cfg.data, torch.Generator().manual_seed(cfg.data_seed + ctx.seed))
+
+    models = [_train_dm(cfg, x, ctx, progress)]
+    models += [_train_disco(cfg, r, x, ctx, progress) for r in cfg.disco]
+
+    n = cfg.n_generate
+    base = 1_000_000 * ctx.seed
+    seed_sets = [list(range(base + s * n, base + (s + 1) * n)) for s in range(cfg.sampling_seeds)]
+    geometry_seeds = seed_sets[0][: cfg.n_geometry]
+    generated = {m.key: [_generate(cfg, m, seeds, cfg.n_fig_trajectories) for seeds in seed_sets]
+                 for m in models}
+    geometry = {m.key: _geometry(cfg, m, geometry_seeds) for m in models}
+
+    # Fresh true draws per sampling seed; the noise floor is W2 between two of them.
+    ref_gen = torch.Generator().manual_seed(10_000 + cfg.data_seed + ctx.seed)
+    per_mode = n // cfg.data.modes
+    truth = [(sample_mixture(cfg.data, ref_gen, per_mode)[0].numpy(),
+              sample_mixture(cfg.data, ref_gen, per_mode)[0].numpy()) for _ in seed_sets]
+    pairs = {f"floor/{s}": (a, b) for s, (a, b) in enumerate(truth)}
+    for m in models:
+        for s, g in enumerate(generated[m.key]):
+            pairs[f"{m.key}/{s}"] = (g.samples, truth[s][0])
+    t_w2 = time.perf_counter()
+    w2 = _w2_pool(pairs)
+    w2_seconds = time.perf_counter() - t_w2
+
+    # Arrays beside the CSVs: anyone can recompute W2 and redraw the figures.
+    from bench import atomic
+    arrays = {"data": x.numpy(), "data_labels": labels.numpy()}
+    for s, (a, b) in enumerate(truth):
+        arrays[f"true_seed{s}"], arrays[f"true_b_seed{s}"] = a, b
+    for m in models:
+        for s, g in enumerate(generated[m.key]):
+            arrays[f"generated_{m.key}_seed{s}"] = g.samples
+            if g.codes is not None:
+                arrays[f"codes_{m.key}_seed{s}"] = g.codes
+    atomic.save_npz(out / "toy2d_samples.npz", **arrays)
+    fig3 = {"data": x.numpy(), "data_labels": labels.numpy()}
+    for m in models:
+        g = generated[m.key][0]
+        fig3[f"samples_{m.key}"], fig3[f"traj_{m.key}"] = g.samples, g.trajectory
+        if g.codes is not None:
+            fig3[f"codes_{m.key}"] = g.codes
+    atomic.save_npz(out / "figure3_data.npz", **fig3)
+    fig4 = {"t": geometry[models[0].key]["t"]}
+    for m in models:
+        fig4[f"curvature_{m.key}"] = geometry[m.key]["curvature"]
+        fig4[f"jacobian_{m.key}"] = geometry[m.key]["jacobian"]
+    atomic.save_npz(out / "figure4_data.npz", **fig4)
+    plots.figure3(out / "figure3_data.npz", out / "figure3.png", f" — scale {ctx.scale}")
+    plots.figure4(out / "figure4_data.npz", out / "figure4.png", f" — scale {ctx.scale}")
+
+    # Rows.
+    common = dict(scale=ctx.scale, dataset=DATASET, device=device_name("cpu"), git_sha=git_sha())
+    rows: dict[str, list[Row]] = {"figure3": [], "figure4": [], "w2": []}
+    paper_w2 = {"DM": "toy2d.w2.dm", "DisCo-Diff": "toy2d.w2.disco_diff"}
+    for s in range(len(seed_sets)):
+        rows["w2"].append(Row("w2", "", "true data", "noise floor", f"seed={s}", "w2", w2[f"floor/{s}"],
+                              n_samples=n, seeds=f"true draws {s}", seconds=w2_seconds / len(pairs), **common))
+    for m in models:
+        for s, g in enumerate(generated[m.key]):
+            rows["w2"].append(Row("w2", paper_w2[m.method] if m.variant == FAITHFUL else "", m.method,
+                                  m.variant, f"seed={s}", "w2", w2[f"{m.key}/{s}"], nfe=str(g.nfe),
+                                  n_samples=n, seeds=format_seeds(seed_sets[s]),
+                                  seconds=m.train_seconds + g.seconds, **common))
+        geo = geometry[m.key]
+        for t, kappa, jac, jd in zip(geo["t"], geo["curvature"], geo["jacobian"], geo["jacobian_denoiser"]):
+            for metric, v in (("curvature", kappa), ("jacobian_norm", jac), ("jacobian_norm_denoiser", jd)):
+                rows["figure4"].append(Row("figure4", "", m.method, m.variant, f"t={t:.4g}", metric, v,
+                                           nfe=str(generated[m.key][0].nfe), n_samples=len(geometry_seeds),
+                                           seeds=format_seeds(geometry_seeds), **common))
+        if m.train_codes is not None:
+            for metric, v in (("purity", purity(m.train_codes, labels.numpy())),
+                              ("mode_coverage", coverage(m.train_codes, labels.numpy())),
+                              ("codes_used", float(len(np.unique(m.train_codes))))):
+                rows["figure3"].append(Row("figure3", "", m.method, m.variant, "training set", metric, v,
+                                           n_samples=len(x), seeds=f"data {cfg.data_seed + ctx.seed}",
+                                           seconds=m.train_seconds, **common))
+        rows["figure3"].append(Row("figure3", "", m.method, m.variant, "", "train_seconds", m.train_seconds,
+                                   seconds=m.train_seconds, **common))
+    print(f"2D study ({ctx.scale}) finished in {time.perf_counter() - t_start:.0f} s "
+          f"(W2 {w2_seconds:.0f} s for {len(pairs)} exact OT problems)")
+    return rows
+
+
+def deviations(scale: str) -> dict[str, str]:
+    """variant name -> its stated deviation from App. F (for the report)."""
+    return {r.name: r.deviation for r in preset(scale).disco}
+
+
+@harness("figure3", "Fig. 3: 2D mixture samples of the DM and DisCo-Diff; latents align with modes",
+         ("toy2d",))
+def figure3(ctx: RunContext) -> list[Row]:
+    return study(ctx)["figure3"]
+
+
+@harness("figure4", "Fig. 4: ODE curvature and Jacobian norm versus t (2D mixture)", ("toy2d",))
+def figure4(ctx: RunContext) -> list[Row]:
+    return study(ctx)["figure4"]
+
+
+@harness("w2", "App. F.3: W2 to the data, DisCo-Diff 0.118 vs DM 0.27 (2D mixture)", ("toy2d.w2",))
+def w2(ctx: RunContext) -> list[Row]:
+    return study(ctx)["w2"]
+
+
+for _r in preset("small").disco:
+    if _r.name != FAITHFUL:
+        describe_variant(_r.name, _r.deviation)

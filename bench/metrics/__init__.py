@@ -1,0 +1,1 @@
+"""Metrics. Names are honest: FID only with an Inception-v3 FID network."""

@@ -1,0 +1,1 @@
+"""Networks. One model per file; configs are typed dataclasses."""

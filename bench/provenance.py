@@ -1,0 +1,49 @@
+"""Where a number came from: git commit, device, config hash."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.lru_cache(maxsize=1)
+def git_sha() -> str:
+    """Commit of the code that produced a result, '+dirty' if the tree had local edits."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def config_dict(cfg: Any) -> Any:
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: config_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, dict):
+        return {str(k): config_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, (list, tuple)):
+        return [config_dict(v) for v in cfg]
+    return cfg
+
+
+def config_hash(cfg: Any) -> str:
+    """Stable short hash of a (nested) dataclass config: the checkpoint-cache key."""
+    blob = json.dumps(config_dict(cfg), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]

@@ -1,0 +1,71 @@
+"""Harness registry, keyed by the paper's labels (table1, figure4, w2, ...)."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Optional
+
+from bench.rows import Row
+
+SCALES = ("smoke", "small", "paper")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    scale: str
+    out: Path            # results root; a harness writes under out/<scale>/
+    seed: int = 0
+    device: str = "cpu"
+    dry_run: bool = False
+    cache: Path = Path("runs")  # trained checkpoints, keyed by config hash
+
+
+HarnessFn = Callable[[RunContext], list[Row]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Harness:
+    label: str
+    reproduces: str                 # what of the paper, in words
+    paper_rows: tuple[str, ...]     # ref_id prefixes in reference/ that it compares with
+    run: Optional[HarnessFn] = None  # None: not built yet
+    issue: str = ""                  # where the unbuilt work is tracked
+
+    @property
+    def built(self) -> bool:
+        return self.run is not None
+
+
+HARNESSES: dict[str, Harness] = {}
+VARIANTS: dict[str, str] = {"app-f": "the paper's text read literally (App. F for the 2D study)"}
+
+
+def describe_variant(name: str, deviation: str) -> None:
+    """Record what a non-faithful variant changes, so every report states it."""
+    VARIANTS[name] = deviation
+
+
+def register(h: Harness) -> Harness:
+    if h.label in HARNESSES:
+        raise ValueError(f"harness {h.label!r} registered twice")
+    HARNESSES[h.label] = h
+    return h
+
+
+def harness(label: str, reproduces: str, paper_rows: tuple[str, ...]):
+    """Decorator registering a built harness function under a paper label."""
+    def wrap(fn: HarnessFn) -> HarnessFn:
+        register(Harness(label, reproduces, paper_rows, fn))
+        return fn
+    return wrap
+
+
+def load_all() -> dict[str, Harness]:
+    import bench.harnesses  # noqa: F401  (modules register themselves on import)
+    return dict(sorted(HARNESSES.items(), key=lambda kv: _order(kv[0])))
+
+
+def _order(label: str) -> tuple:
+    kind = 0 if label.startswith("table") else 1 if label.startswith("figure") else 2
+    digits = "".join(c for c in label if c.isdigit())
+    return (kind, int(digits) if digits else 0, label)

@@ -1,0 +1,78 @@
+"""Atomic writes, the row contract, Markdown rendering and claim verdicts."""
+import os
+
+import pytest
+
+from bench import atomic
+from bench.reference import Claim, load_claims, load_reference
+from bench.report import evaluate_claim, harness_markdown
+from bench.rows import Row, read_csv, write_csv
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    p = tmp_path / "x.csv"
+    atomic.write_text(p, "old\n")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        atomic.write_text(p, "new\n")
+    assert p.read_text() == "old\n"
+    assert [f.name for f in tmp_path.iterdir()] == ["x.csv"]   # no temp file left behind
+
+
+def _row(method, variant, setting, metric, value, paper_row=""):
+    return Row("w2", paper_row, method, variant, setting, metric, value, scale="smoke", git_sha="abc")
+
+
+def test_rows_roundtrip(tmp_path):
+    rows = [_row("DM", "app-f", "seed=0", "w2", 0.25), _row("DisCo-Diff", "app-f", "seed=0", "w2", 0.125)]
+    write_csv(tmp_path / "w2.csv", rows)
+    assert read_csv(tmp_path / "w2.csv") == rows
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="row contract"):
+        read_csv(tmp_path / "bad.csv")
+
+
+CLAIM = Claim("2a", "lower W2", "w2", "w2", "lower", "DisCo-Diff", "DM", "", "mean", "")
+
+
+def test_claim_held_not_held_not_run():
+    rows = [_row("DM", "app-f", f"seed={s}", "w2", v) for s, v in enumerate([0.27, 0.25, 0.26])]
+    rows += [_row("DisCo-Diff", "app-f", f"seed={s}", "w2", v) for s, v in enumerate([0.12, 0.13, 0.11])]
+    rows += [_row("DisCo-Diff", "tuned", f"seed={s}", "w2", v) for s, v in enumerate([0.30, 0.31, 0.29])]
+    verdicts = {v["variant"]: v["verdict"] for v in evaluate_claim(CLAIM, rows)}
+    assert verdicts == {"app-f": "held", "tuned": "not held"}
+    assert evaluate_claim(CLAIM, None)[0]["verdict"] == "not run"
+    assert evaluate_claim(CLAIM, [r for r in rows if r.method == "DM"])[0]["verdict"] == "not run"
+
+
+def test_claim_every_setting_names_failures():
+    c = Claim("2b", "lower curvature", "figure4", "curvature", "lower", "DisCo-Diff", "DM", "", "every_setting", "")
+    rows = [_row("DM", "app-f", "t=1", "curvature", 1.0), _row("DM", "app-f", "t=2", "curvature", 1.0),
+            _row("DisCo-Diff", "app-f", "t=1", "curvature", 0.5), _row("DisCo-Diff", "app-f", "t=2", "curvature", 1.5)]
+    (v,) = evaluate_claim(c, rows)
+    assert v["verdict"] == "not held" and "t=2" in v["detail"] and "1/2" in v["detail"]
+
+
+def test_threshold_claim():
+    c = Claim("7a", "cheap prior", "timing", "overhead_pct", "below", "DisCo-Diff", "", "5", "mean", "")
+    assert evaluate_claim(c, [_row("DisCo-Diff", "app-f", "", "overhead_pct", 0.6)])[0]["verdict"] == "held"
+    assert evaluate_claim(c, [_row("DisCo-Diff", "app-f", "", "overhead_pct", 9.0)])[0]["verdict"] == "not held"
+
+
+def test_markdown_shows_paper_value_and_seed_spread():
+    ref = load_reference()
+    rows = [_row("DM", "app-f", f"seed={s}", "w2", v, "toy2d.w2.dm") for s, v in enumerate([0.2, 0.3])]
+    md = harness_markdown("w2", "smoke", rows, ref)
+    line = next(l for l in md.splitlines() if l.startswith("| DM"))
+    assert "0.25 ± 0.07071 (2 seeds)" in line
+    assert f"| {ref['toy2d.w2.dm'].number:.4g} |" in line
+
+
+def test_every_claim_names_a_registered_harness():
+    from bench.registry import load_all
+    harnesses = load_all()
+    claims = load_claims()
+    assert claims and all(c.harness in harnesses for c in claims)
