@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from bench.provenance import REPO_ROOT
-from bench.registry import SCALES, RunContext, load_all
+from bench.registry import SCALES, RunContext, load_all, with_siblings
 
 COMMANDS = ("list", "all", "report")
 
@@ -103,5 +103,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"error: harness {args.command!r} is not built yet ({harnesses[args.command].issue}). "
                   f"Built: {', '.join(k for k, h in harnesses.items() if h.built)}", file=sys.stderr)
             return 2
-        labels = [args.command]
+        labels = with_siblings([args.command])   # e.g. w2 also writes figure3 and figure4
     return _run(labels, ctx)

@@ -30,6 +30,7 @@ class Harness:
     paper_rows: tuple[str, ...]     # ref_id prefixes in reference/ that it compares with
     run: Optional[HarnessFn] = None  # None: not built yet
     issue: str = ""                  # where the unbuilt work is tracked
+    group: str = ""                  # harnesses of one group share one run and are written together
 
     @property
     def built(self) -> bool:
@@ -52,12 +53,19 @@ def register(h: Harness) -> Harness:
     return h
 
 
-def harness(label: str, reproduces: str, paper_rows: tuple[str, ...]):
+def harness(label: str, reproduces: str, paper_rows: tuple[str, ...], group: str = ""):
     """Decorator registering a built harness function under a paper label."""
     def wrap(fn: HarnessFn) -> HarnessFn:
-        register(Harness(label, reproduces, paper_rows, fn))
+        register(Harness(label, reproduces, paper_rows, fn, group=group))
         return fn
     return wrap
+
+
+def with_siblings(labels: list[str]) -> list[str]:
+    """Add the built harnesses that share a run with any of `labels` (same group)."""
+    groups = {HARNESSES[l].group for l in labels if HARNESSES[l].group}
+    extra = [k for k, h in HARNESSES.items() if h.built and h.group in groups and k not in labels]
+    return list(labels) + extra
 
 
 def load_all() -> dict[str, Harness]:

@@ -59,6 +59,7 @@ def test_smoke_study_twice_same_seed_same_csv(tmp_path):
         a, b = _table(outs[0] / "smoke" / name), _table(outs[1] / "smoke" / name)
         assert a == b and len(a) > 0
     smoke = outs[0] / "smoke"
+    assert (smoke / "figure3.csv").exists() and (smoke / "figure4.csv").exists()  # one shared run
     for f in ["w2.md", "figure3.png", "figure4.png", "toy2d_samples.npz", "claims.csv"]:
         assert (smoke / f).exists(), f
     assert (outs[0] / "REPORT.md").read_text().count("not built yet") >= 10

@@ -389,17 +389,17 @@ def deviations(scale: str) -> dict[str, str]:
 
 
 @harness("figure3", "Fig. 3: 2D mixture samples of the DM and DisCo-Diff; latents align with modes",
-         ("toy2d",))
+         ("toy2d",), group="toy2d")
 def figure3(ctx: RunContext) -> list[Row]:
     return study(ctx)["figure3"]
 
 
-@harness("figure4", "Fig. 4: ODE curvature and Jacobian norm versus t (2D mixture)", ("toy2d",))
+@harness("figure4", "Fig. 4: ODE curvature and Jacobian norm versus t (2D mixture)", ("toy2d",), group="toy2d")
 def figure4(ctx: RunContext) -> list[Row]:
     return study(ctx)["figure4"]
 
 
-@harness("w2", "App. F.3: W2 to the data, DisCo-Diff 0.118 vs DM 0.27 (2D mixture)", ("toy2d.w2",))
+@harness("w2", "App. F.3: W2 to the data, DisCo-Diff 0.118 vs DM 0.27 (2D mixture)", ("toy2d.w2",), group="toy2d")
 def w2(ctx: RunContext) -> list[Row]:
     return study(ctx)["w2"]
 
