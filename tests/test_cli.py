@@ -77,5 +77,5 @@ def test_samples_npz_recomputes_w2(tmp_path):
     d = np.load(out / "smoke" / "toy2d_samples.npz")
     rows = _table(out / "smoke" / "w2.csv")
     dm = next(x for x in rows if x["method"] == "DM" and x["setting"] == "seed=0")
-    w = wasserstein2(d["generated_DM__app-f_seed0"], d["true_seed0"])
+    w = wasserstein2(d["generated_DM__app-f_prior_seed0"], d["true_seed0"])
     assert abs(w - float(dm["value"])) < 1e-9

@@ -102,3 +102,13 @@ def test_prior_learns_a_distribution_and_samples_it():
     assert ((z == torch.tensor([0, 1])).all(1) | (z == torch.tensor([2, 2])).all(1)).float().mean() > 0.97
     with pytest.raises(ValueError):
         p.sample(torch.rand(2, 2), temperature=0)
+
+
+def test_stratified_empirical_matches_counts():
+    from bench.disco.prior import stratified_empirical
+    codes = torch.tensor([0] * 50 + [1] * 30 + [5] * 20)[:, None]
+    g = torch.Generator().manual_seed(0)
+    z = stratified_empirical(codes, 100, g)
+    assert sorted(z[:, 0].tolist()) == sorted(codes[:, 0].tolist())
+    z = stratified_empirical(codes, 7, g)           # 3.5, 2.1, 1.4 -> 4 (largest remainder), 2, 1
+    assert torch.bincount(z[:, 0], minlength=6).tolist() == [4, 2, 0, 0, 0, 1]

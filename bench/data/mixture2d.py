@@ -39,3 +39,11 @@ def sample_mixture(cfg: Mixture2DConfig, generator: Optional[torch.Generator] = 
 def data_std(cfg: Mixture2DConfig) -> float:
     """Per-coordinate std of the mixture: sqrt(radius^2 / 2 + std^2) (modes evenly spaced)."""
     return math.sqrt(cfg.radius**2 / 2 + cfg.std**2)
+
+
+def sample_mixture_iid(cfg: Mixture2DConfig, n: int, generator: Optional[torch.Generator] = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """n points with i.i.d. mode choices (multinomial counts), as any sampler without latents
+    produces: the reference for the noise floor of such samplers."""
+    labels = torch.randint(cfg.modes, (n,), generator=generator)
+    return mixture_means(cfg)[labels] + cfg.std * torch.randn(n, 2, generator=generator), labels

@@ -70,3 +70,19 @@ class AutoregressivePrior(nn.Module):
             cdf = F.softmax(self.logits(z, y)[:, i] / temperature, -1).cumsum(-1)
             z[:, i] = (cdf < uniforms[:, i : i + 1].to(cdf)).sum(-1).clamp_max(self.cfg.k - 1)
         return z
+
+
+def stratified_empirical(codes: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """n latents whose code counts match the training codes' frequencies as closely as integers
+    allow (largest remainder), in a random order: sampling the empirical prior *without* the
+    multinomial count noise of i.i.d. draws. codes [N, m] -> [n, m]. With n = N it is a random
+    permutation of the training codes (each used once)."""
+    uniq, counts = torch.unique(codes, dim=0, return_counts=True)
+    quota = counts.double() * n / len(codes)
+    take = quota.floor().long()
+    short = n - int(take.sum())
+    if short:
+        order = torch.argsort(quota - take, descending=True, stable=True)
+        take[order[:short]] += 1
+    z = uniq.repeat_interleave(take, dim=0)
+    return z[torch.randperm(n, generator=generator)]
