@@ -59,13 +59,15 @@ def figure4(npz: Path, png: Path, title_suffix: str = "") -> Path:
     d = np.load(npz)
     t = d["t"]
     methods = [k[len("curvature_"):] for k in d.files if k.startswith("curvature_")]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for name in methods:
         label = name.replace("__", " ")
         axes[0].plot(t, d[f"curvature_{name}"], marker=".", label=label)
         axes[1].plot(t, d[f"jacobian_{name}"], marker=".", label=label)
+        axes[2].plot(t, d[f"jacobiannet_{name}"], marker=".", label=label)
     axes[0].set_ylabel("mean curvature")
-    axes[1].set_ylabel(r"$E\,\|\partial G/\partial x\|_F^2$ (score units)")
+    axes[1].set_ylabel(r"$E\,\|\partial G/\partial x\|_F^2$, G = whole score")
+    axes[2].set_ylabel(r"$E\,\|\partial G_{net}/\partial x\|_F^2$, learned part of the score")
     for ax in axes:
         ax.set_xlabel("backward ODE time t")
         ax.set_xscale("log")

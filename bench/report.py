@@ -102,6 +102,16 @@ def _select(rows: list[Row], selector: str) -> list[Row]:
     return [r for r in rows if r.method == method.strip() and (not setting or r.setting == setting.strip())]
 
 
+def _matched(baseline: list[Row], variant: str) -> list[Row]:
+    """The baseline rows a treatment variant is compared with: the same variant (its matched
+    baseline; 'tuned, stratified latents' matches 'tuned'), else the paper's ('app-f')."""
+    for want in (variant, variant.split(", ")[0], "app-f"):
+        rows = [r for r in baseline if r.variant == want]
+        if rows:
+            return rows
+    return baseline if len({r.variant for r in baseline}) <= 1 else []
+
+
 def _key(r: Row) -> str:
     return "" if SEED_SETTING.match(r.setting) else r.setting
 
@@ -118,13 +128,13 @@ def evaluate_claim(c: Claim, rows: Optional[list[Row]]) -> list[dict]:
         return [{**base, "variant": "", "verdict": "not run", "detail": f"no rows for {c.treatment!r} metric {c.metric}"}]
     treated = [r for r in treated if r.metric == c.metric]
     baseline = [r for r in _select(rows, c.baseline) if r.metric == c.metric] if c.baseline else []
-    if c.baseline and baseline and len({r.variant for r in baseline}) > 1:
-        baseline = [r for r in baseline if r.variant == "app-f"] or baseline
     out = []
     by_variant: dict[str, list[Row]] = defaultdict(list)
     for r in treated:
         by_variant[r.variant].append(r)
+    all_baseline = baseline
     for variant, trs in by_variant.items():
+        baseline = _matched(all_baseline, variant)
         sha = ", ".join(sorted({r.git_sha for r in trs + baseline}))
         v = {**base, "variant": variant, "git_sha": sha}
         if c.relation in ("below", "above"):

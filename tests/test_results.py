@@ -76,3 +76,13 @@ def test_every_claim_names_a_registered_harness():
     harnesses = load_all()
     claims = load_claims()
     assert claims and all(c.harness in harnesses for c in claims)
+
+
+def test_claim_compares_matched_variants():
+    rows = [_row("DM", "app-f", "seed=0", "w2", 0.30), _row("DM", "tuned", "seed=0", "w2", 0.20),
+            _row("DisCo-Diff", "app-f", "seed=0", "w2", 0.25), _row("DisCo-Diff", "tuned", "seed=0", "w2", 0.22),
+            _row("DisCo-Diff", "tuned, stratified latents", "seed=0", "w2", 0.05)]
+    got = {v["variant"]: (v["verdict"], v["baseline"]) for v in evaluate_claim(CLAIM, rows)}
+    assert got["app-f"] == ("held", "0.3")
+    assert got["tuned"] == ("not held", "0.2")          # vs the tuned DM, not the app-f one
+    assert got["tuned, stratified latents"] == ("held", "0.2")

@@ -6,6 +6,7 @@ lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma * sigma_data)^2.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Optional
 
 import torch
@@ -18,10 +19,20 @@ class EDMLossConfig:
     P_mean: float = -1.2      # EDM's ImageNet/CIFAR setting
     P_std: float = 1.2
     sigma_data: float = 0.5   # per-coordinate std of the data
+    noise: str = "lognormal"  # "lognormal" (EDM) or "loguniform" on [sigma_lo, sigma_hi]
+    sigma_lo: float = 0.002
+    sigma_hi: float = 80.0
+
+    def __post_init__(self):
+        if self.noise not in ("lognormal", "loguniform"):
+            raise ValueError(f"noise must be 'lognormal' or 'loguniform', got {self.noise!r}")
 
 
 def sample_sigma(cfg: EDMLossConfig, n: int, generator: Optional[torch.Generator] = None,
                  device: Any = "cpu") -> torch.Tensor:
+    if cfg.noise == "loguniform":  # ln sigma ~ U[ln lo, ln hi]: every scale the sampler visits
+        u = torch.rand(n, generator=generator, device=device)
+        return (math.log(cfg.sigma_lo) + u * (math.log(cfg.sigma_hi) - math.log(cfg.sigma_lo))).exp()
     z = torch.randn(n, generator=generator, device=device)
     return (cfg.P_mean + cfg.P_std * z).exp()
 

@@ -51,14 +51,24 @@ class DisCoRecipe:
     tau: float = 1.0                 # Gumbel-Softmax temperature in training (App. D: 1)
     straight_through: bool = False   # hard one-hot forward, soft backward
     null_prob: float = 0.1           # latent dropout for guidance (App. B)
+    f_init: str = "normal"           # "normal": N(0, f_init_std^2); "data": F_k at random training points
+    warmup_steps: int = 0            # first train encoder + F with H switched off, then everything
+
+
+@dataclasses.dataclass(frozen=True)
+class DMRecipe:
+    """How one baseline DM row is trained (variant names match the DisCo-Diff row it serves)."""
+    name: str
+    deviation: str
+    model: DM2DConfig
+    train: TrainConfig
+    loss: EDMLossConfig
 
 
 @dataclasses.dataclass(frozen=True)
 class Toy2DConfig:
     data: Mixture2DConfig
-    dm: DM2DConfig
-    dm_train: TrainConfig
-    dm_loss: EDMLossConfig
+    dm: tuple[DMRecipe, ...]
     disco: tuple[DisCoRecipe, ...]
     prior: ARPriorConfig
     prior_train: TrainConfig
@@ -77,39 +87,37 @@ class Toy2DConfig:
     data_seed: int = 0
 
 
-def _faithful_recipe(steps: int, batch: int) -> DisCoRecipe:
-    # App. F literally: 3-layer encoder, 4-layer H, F(z) a learned 2-D point per code,
-    # sigma_1 = 0.2, Adam 1e-3, Gumbel-Softmax tau = 1 (soft), null latent p = 0.1, EDM's loss.
-    return DisCoRecipe(
-        name=FAITHFUL, deviation="",
-        model=DisCo2DConfig(),
-        train=TrainConfig(steps=steps, batch_size=batch, lr=1e-3, seed=1),
-        loss=EDMLossConfig())
+TUNED = "tuned"
+TUNED_DEVIATION = (
+    "DisCo-Diff: F initialised by k-means++ seeding on training points (instead of random), H's "
+    "output layer zero-initialised, training sigma log-uniform on [0.002, 80] (the sampler's whole "
+    "range) instead of EDM's log-normal; the DM of this variant gets the same log-uniform sigma, so "
+    "the pair differs only by the latents. App. F leaves initialisation and the noise distribution open")
 
-
-def _tuned_recipe(steps: int, batch: int) -> DisCoRecipe:
-    return DisCoRecipe(
-        name="tuned", deviation="(filled in from the investigation)",
-        model=DisCo2DConfig(h_zero_init=True, f_init_std=2.0),
-        train=TrainConfig(steps=steps, batch_size=batch, lr=1e-3, seed=1),
-        loss=EDMLossConfig(sigma_data=2.13), straight_through=True)
+# Loss noise for the tuned pair: every sigma the Heun sampler visits (EDM's sigma_min..sigma_max).
+LOGUNIFORM = EDMLossConfig(noise="loguniform", sigma_lo=0.002, sigma_hi=80.0)
 
 
 def preset(scale: str) -> Toy2DConfig:
     if scale == "smoke":
         data = Mixture2DConfig(points_per_mode=100)
-        steps, batch = 150, 256
+        steps, batch, width = 150, 256, 64
         extra = dict(n_generate=800, sampling_seeds=2, n_geometry=64, n_fig_trajectories=6)
     else:  # small and paper: App. F's configuration is CPU-sized, so both run it as is
         data = Mixture2DConfig()
-        steps, batch = 6000, 512
+        steps, batch, width = 4000, 512, 256
         extra = {}
+    train = lambda seed: TrainConfig(steps=steps, batch_size=batch, lr=1e-3, seed=seed)  # noqa: E731
+    # App. F literally: 4-layer MLP denoisers, 3-layer encoder, F(z) a learned 2-D point per code,
+    # sigma_1 = 0.2, Adam 1e-3, Gumbel-Softmax tau = 1 (soft), null latent p = 0.1, EDM's loss.
+    faithful = DisCoRecipe(FAITHFUL, "", DisCo2DConfig(width=width), train(1), EDMLossConfig())
+    tuned = DisCoRecipe(TUNED, TUNED_DEVIATION, DisCo2DConfig(width=width, h_zero_init=True),
+                        train(1), LOGUNIFORM, f_init="data")
     return Toy2DConfig(
         data=data,
-        dm=DM2DConfig(),
-        dm_train=TrainConfig(steps=steps, batch_size=batch, lr=1e-3, seed=0),
-        dm_loss=EDMLossConfig(),
-        disco=(_faithful_recipe(steps, batch), _tuned_recipe(steps, batch)),
+        dm=(DMRecipe(FAITHFUL, "", DM2DConfig(width=width), train(0), EDMLossConfig()),
+            DMRecipe(TUNED, TUNED_DEVIATION, DM2DConfig(width=width), train(0), LOGUNIFORM)),
+        disco=(faithful, tuned),
         prior=ARPriorConfig(m=1, k=8, width=32, depth=1, heads=2),
         prior_train=TrainConfig(steps=max(steps // 20, 50), batch_size=batch, lr=1e-3, seed=2),
         **extra)
@@ -136,33 +144,45 @@ class Trained:
         return lambda x, sigma: self.module(x, sigma, latent=latent)
 
 
-def _train_dm(cfg: Toy2DConfig, x: torch.Tensor, ctx: RunContext, progress: bool) -> Trained:
-    tcfg = dataclasses.replace(cfg.dm_train, seed=cfg.dm_train.seed + ctx.seed)
-    model = build_seeded(lambda: DM2D(cfg.dm), tcfg.seed)
+def _train_dm(cfg: Toy2DConfig, r: DMRecipe, x: torch.Tensor, ctx: RunContext, progress: bool) -> Trained:
+    tcfg = dataclasses.replace(r.train, seed=r.train.seed + ctx.seed)
+    model = build_seeded(lambda: DM2D(r.model), tcfg.seed)
 
     def loss_fn(m: DM2D, gen: torch.Generator) -> torch.Tensor:
         y = x[torch.randint(len(x), (tcfg.batch_size,), generator=gen)]
-        return edm_loss(m, y, cfg.dm_loss, gen).mean()
+        return edm_loss(m, y, r.loss, gen).mean()
 
-    run = run_dir_for(ctx.cache / "toy2d", "dm", (cfg.dm, cfg.dm_loss, cfg.data), tcfg)
-    info = fit(model, loss_fn, tcfg, run, (cfg.dm, cfg.dm_loss, cfg.data), desc="DM", progress=progress)
-    return Trained("DM", FAITHFUL, "", model.eval(), info["seconds"])
+    key = (r.model, r.loss, cfg.data)
+    run = run_dir_for(ctx.cache / "toy2d", f"dm-{r.name}", key, tcfg)
+    info = fit(model, loss_fn, tcfg, run, key, desc=f"DM [{r.name}]", progress=progress)
+    return Trained("DM", r.name, r.deviation, model.eval(), info["seconds"])
 
 
 def _train_disco(cfg: Toy2DConfig, r: DisCoRecipe, x: torch.Tensor, ctx: RunContext,
                  progress: bool) -> Trained:
     tcfg = dataclasses.replace(r.train, seed=r.train.seed + ctx.seed)
     model = build_seeded(lambda: DisCo2D(r.model), tcfg.seed)
+    if r.f_init == "data":
+        model.init_F_from_data(x, torch.Generator().manual_seed(tcfg.seed))
 
-    def loss_fn(m: DisCo2D, gen: torch.Generator) -> torch.Tensor:
-        y = x[torch.randint(len(x), (tcfg.batch_size,), generator=gen)]
-        w = gumbel_softmax(m.encode_logits(y), r.tau, hard=r.straight_through, generator=gen)
-        w = drop_latents(w, r.null_prob, gen)
-        return edm_loss(lambda xn, s: m(xn, s, latent=w), y, r.loss, gen).mean()
+    def make_loss(with_h: bool):
+        def loss_fn(m: DisCo2D, gen: torch.Generator) -> torch.Tensor:
+            y = x[torch.randint(len(x), (tcfg.batch_size,), generator=gen)]
+            w = gumbel_softmax(m.encode_logits(y), r.tau, hard=r.straight_through, generator=gen)
+            w = drop_latents(w, r.null_prob, gen)
+            return edm_loss(lambda xn, s: m(xn, s, latent=w, with_h=with_h), y, r.loss, gen).mean()
+        return loss_fn
 
     key = (r, cfg.data)
+    seconds = 0.0
+    if r.warmup_steps:
+        wcfg = dataclasses.replace(tcfg, steps=r.warmup_steps)
+        wrun = run_dir_for(ctx.cache / "toy2d", f"disco-{r.name}-warmup", key, wcfg)
+        seconds += fit(model, make_loss(False), wcfg, wrun, key, desc=f"DisCo-Diff [{r.name}] warm-up (H off)",
+                       progress=progress)["seconds"]
     run = run_dir_for(ctx.cache / "toy2d", f"disco-{r.name}", key, tcfg)
-    info = fit(model, loss_fn, tcfg, run, key, desc=f"DisCo-Diff [{r.name}]", progress=progress)
+    info = fit(model, make_loss(True), tcfg, run, key, desc=f"DisCo-Diff [{r.name}]", progress=progress)
+    seconds += info["seconds"]
     model.eval()
 
     # Stage 2 (Algorithm 2): latents of the training set at tau = 0.01, then the prior by MLE.
@@ -179,7 +199,7 @@ def _train_disco(cfg: Toy2DConfig, r: DisCoRecipe, x: torch.Tensor, ctx: RunCont
     prun = Path(str(run) + "-prior")
     pinfo = fit(prior, prior_loss, ptcfg, prun, {"prior": cfg.prior, "stage1": run.name},
                 desc="prior", progress=progress)
-    return Trained("DisCo-Diff", r.name, r.deviation, model, info["seconds"] + pinfo["seconds"],
+    return Trained("DisCo-Diff", r.name, r.deviation, model, seconds + pinfo["seconds"],
                    prior.eval(), z[:, 0].numpy())
 
 
@@ -242,17 +262,20 @@ def _geometry(cfg: Toy2DConfig, model: Trained, seeds: list[int]) -> dict[str, n
     states: list[tuple[float, torch.Tensor]] = []
     with torch.no_grad():
         heun_sampler(D, x_T, t_steps, trajectory=lambda i, x, t: states.append((t, x.clone())))
-    out: dict[str, list] = {"t": [], "curvature": [], "jacobian": [], "jacobian_denoiser": []}
+    out: dict[str, list] = {"t": [], "curvature": [], "jacobian": [], "jacobian_network": [],
+                            "jacobian_denoiser": []}
     for t, x in states:
         if not cfg.t_min <= t <= cfg.t_max:
             continue
         kappa = curvature(velocity, x, t, cfg.curvature_dt)
         J = jacobian(lambda xx: score(xx, t), x.float())              # [B, 2, 2]
         J_D = torch.eye(2, dtype=J.dtype) + t**2 * J                   # D = x + t^2 G
+        J_net = jacobian(lambda xx: model.module.network_score(xx, t, latent), x.float())
         out["t"].append(t)
         out["curvature"].append(kappa.mean().item())
         out["jacobian"].append(sq_frobenius(J).mean().item())
         out["jacobian_denoiser"].append(sq_frobenius(J_D).mean().item())
+        out["jacobian_network"].append(sq_frobenius(J_net).mean().item())
     return {k: np.asarray(v) for k, v in out.items()}
 
 
@@ -280,7 +303,7 @@ def study(ctx: RunContext) -> dict[str, list[Row]]:
 def _dry_run(cfg: Toy2DConfig, ctx: RunContext) -> dict[str, list[Row]]:
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     print(json.dumps(config_dict(cfg), indent=1))
-    print(f"DM parameters: {count(DM2D(cfg.dm)):,}")
+    print(f"DM parameters: {count(DM2D(cfg.dm[0].model)):,}")
     for r in cfg.disco:
         print(f"DisCo-Diff [{r.name}] parameters: {count(DisCo2D(r.model)):,}")
     print(f"prior parameters: {count(AutoregressivePrior(cfg.prior)):,}")
@@ -311,7 +334,7 @@ def _study_single_thread(ctx: RunContext) -> dict[str, list[Row]]:
     t_start = time.perf_counter()
     x, labels = sample_mixture(cfg.data, torch.Generator().manual_seed(cfg.data_seed + ctx.seed))
 
-    models = [_train_dm(cfg, x, ctx, progress)]
+    models = [_train_dm(cfg, r, x, ctx, progress) for r in cfg.dm]
     models += [_train_disco(cfg, r, x, ctx, progress) for r in cfg.disco]
 
     n = cfg.n_generate
@@ -320,7 +343,9 @@ def _study_single_thread(ctx: RunContext) -> dict[str, list[Row]]:
     geometry_seeds = seed_sets[0][: cfg.n_geometry]
     # (model, latent mode, variant label) for every sampled row
     samplers = [(m, "prior", m.variant) for m in models]
-    samplers += [(m, "stratified", f"{m.variant}, {STRATIFIED}") for m in models if m.prior is not None]
+    # Stratified latents only where the codes are meaningful (the faithful codes merge modes).
+    samplers += [(m, "stratified", f"{m.variant}, {STRATIFIED}") for m in models
+                 if m.prior is not None and m.variant != FAITHFUL]
     generated = {(m.key, mode): [_generate(cfg, m, seeds, cfg.n_fig_trajectories, mode) for seeds in seed_sets]
                  for m, mode, _ in samplers}
     geometry = {m.key: _geometry(cfg, m, geometry_seeds) for m in models}
@@ -367,6 +392,7 @@ def _study_single_thread(ctx: RunContext) -> dict[str, list[Row]]:
     for m in models:
         fig4[f"curvature_{m.key}"] = geometry[m.key]["curvature"]
         fig4[f"jacobian_{m.key}"] = geometry[m.key]["jacobian"]
+        fig4[f"jacobiannet_{m.key}"] = geometry[m.key]["jacobian_network"]
     atomic.save_npz(out / "figure4_data.npz", **fig4)
     plots.figure3(out / "figure3_data.npz", out / "figure3.png", f" — scale {ctx.scale}")
     plots.figure4(out / "figure4_data.npz", out / "figure4.png", f" — scale {ctx.scale}")
@@ -388,8 +414,10 @@ def _study_single_thread(ctx: RunContext) -> dict[str, list[Row]]:
                                   seconds=m.train_seconds + g.seconds, **common))
     for m in models:
         geo = geometry[m.key]
-        for t, kappa, jac, jd in zip(geo["t"], geo["curvature"], geo["jacobian"], geo["jacobian_denoiser"]):
-            for metric, v in (("curvature", kappa), ("jacobian_norm", jac), ("jacobian_norm_denoiser", jd)):
+        for t, kappa, jac, jn, jd in zip(geo["t"], geo["curvature"], geo["jacobian"], geo["jacobian_network"],
+                                         geo["jacobian_denoiser"]):
+            for metric, v in (("curvature", kappa), ("jacobian_norm", jac), ("jacobian_norm_network", jn),
+                              ("jacobian_norm_denoiser", jd)):
                 rows["figure4"].append(Row("figure4", "", m.method, m.variant, f"t={t:.4g}", metric, v,
                                            nfe=str(generated[(m.key, "prior")][0].nfe), n_samples=len(geometry_seeds),
                                            seeds=format_seeds(geometry_seeds), **common))
@@ -428,13 +456,12 @@ def w2(ctx: RunContext) -> list[Row]:
     return study(ctx)["w2"]
 
 
-for _r in preset("small").disco:
-    if _r.name != FAITHFUL:
-        describe_variant(_r.name, _r.deviation)
-    describe_variant(f"{_r.name}, {STRATIFIED}",
-                     "sampled with latents drawn without replacement from the training codes (exact "
-                     "code counts) instead of i.i.d. from the prior; beyond the paper: it removes the "
-                     "multinomial mode-count noise that dominates W2 at n = 8000")
+describe_variant(TUNED, TUNED_DEVIATION)
+describe_variant(f"{TUNED}, {STRATIFIED}",
+                 f"the `{TUNED}` model sampled with latents drawn without replacement from the training "
+                 "codes (exact code counts) instead of i.i.d. from the prior; beyond the paper: it removes "
+                 "the multinomial mode-count noise that dominates W2 at n = 8000 (compared with the DM, "
+                 "which has no such control, it flatters DisCo-Diff)")
 describe_variant("noise floor (exact mode counts)",
                  "W2 between two independent true draws with exactly n/8 points per mode (as the training set)")
 describe_variant("noise floor (i.i.d. modes)",

@@ -39,6 +39,13 @@ class DM2D(nn.Module):
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, latent: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.denoiser(x, sigma)
 
+    def network_score(self, x: torch.Tensor, sigma: float, latent: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The learned part of the score (D - x)/t^2: c_out F(c_in x, c_noise) / t^2, i.e. the
+        score minus its analytic skip term (c_skip - 1) x / t^2 = -x / (t^2 + sigma_data^2)."""
+        s = torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
+        c = edm_coefficients(s, self.cfg.sigma_data)
+        return c.c_out[:, None] * self.denoiser.net(x * c.c_in[:, None], c.c_noise) / s[:, None] ** 2
+
 
 @dataclasses.dataclass(frozen=True)
 class DisCo2DConfig:
@@ -66,18 +73,40 @@ class DisCo2D(nn.Module):
         """x0 [B, 2] -> logits [B, m, k]."""
         return self.encoder(x0).reshape(-1, self.cfg.m, self.cfg.vocab)
 
-    def score(self, x: torch.Tensor, sigma: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-        """G(x, t, z) [B, 2] (score units); latent: weights [B, m, k], all-zero row = null."""
+    def init_F_from_data(self, x0: torch.Tensor, generator: torch.Generator) -> None:
+        """F_k at training points chosen by k-means++ seeding (Arthur & Vassilvitskii 2007):
+        the first uniformly, each next with probability proportional to its squared distance
+        to the nearest chosen one."""
+        n = self.cfg.m * self.cfg.vocab
+        centres = [x0[torch.randint(len(x0), (1,), generator=generator)].squeeze(0)]
+        for _ in range(n - 1):
+            d2 = torch.cdist(x0, torch.stack(centres)).min(1).values ** 2
+            centres.append(x0[torch.multinomial(d2 / d2.sum(), 1, generator=generator)].squeeze(0))
+        with torch.no_grad():
+            self.F.table.copy_(torch.stack(centres).reshape(self.cfg.m, self.cfg.vocab, 2))
+
+    def score(self, x: torch.Tensor, sigma: torch.Tensor, latent: torch.Tensor,
+              with_h: bool = True) -> torch.Tensor:
+        """G(x, t, z) [B, 2] (score units); latent: weights [B, m, k], all-zero row = null.
+        with_h=False drops H (the latent term alone), used to warm up encoder and F."""
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])[:, None]
         var = sigma**2 + self.cfg.sigma_1**2
         F_z = self.F(latent).sum(1)                       # [B, 2] (m = 1: the one point)
-        c = edm_coefficients(sigma[:, 0], self.cfg.sigma_data)
+        if not with_h:
+            return (F_z - x) / var
+        return (F_z - x) / var + self.network_score(x, sigma[:, 0])
+
+    def network_score(self, x: torch.Tensor, sigma, latent: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The learned function of x in the score: H(x, t) (F(z) enters only as a constant)."""
+        s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        c = edm_coefficients(s, self.cfg.sigma_data)
         H = self.H(x * c.c_in[:, None], c.c_noise)
         if self.cfg.h_scale == "sigma":
-            H = H / var.sqrt()
-        return (F_z - x) / var + H
+            H = H / (s[:, None] ** 2 + self.cfg.sigma_1**2).sqrt()
+        return H
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, latent: torch.Tensor,
+                with_h: bool = True) -> torch.Tensor:
         """EDM denoiser D = x + t^2 G."""
         s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])[:, None]
-        return x + s**2 * self.score(x, sigma, latent)
+        return x + s**2 * self.score(x, sigma, latent, with_h)
