@@ -37,8 +37,10 @@ def aggregate(rows: Iterable[Row]) -> "OrderedDict[tuple, list[Row]]":
 
 
 def _fmt(v: Optional[float]) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if v is None:
         return ""
+    if math.isnan(v):
+        return "undefined (NaN)"
     a = abs(v)
     if a != 0 and (a < 1e-3 or a >= 1e5):
         return f"{v:.3e}"
@@ -137,6 +139,12 @@ def evaluate_claim(c: Claim, rows: Optional[list[Row]]) -> list[dict]:
         baseline = _matched(all_baseline, variant)
         sha = ", ".join(sorted({r.git_sha for r in trs + baseline}))
         v = {**base, "variant": variant, "git_sha": sha}
+        undefined = sum(math.isnan(r.value) for r in trs)
+        if undefined:  # e.g. the geometry of a sampler that diverged: the claim is not shown
+            out.append({**v, "verdict": "not held", "treatment": "undefined",
+                        "detail": f"the measurement is undefined (NaN) in {undefined}/{len(trs)} rows: "
+                                  "the model's sampler diverged"})
+            continue
         if c.relation in ("below", "above"):
             m = statistics.fmean(r.value for r in trs)
             thr = float(c.threshold)

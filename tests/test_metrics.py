@@ -70,3 +70,10 @@ def test_purity_and_coverage():
     assert purity(np.zeros(6, int), labels) == pytest.approx(2 / 6)
     assert coverage(np.zeros(6, int), labels) == pytest.approx(1 / 3)
     assert purity(np.array([0, 0, 1, 1, 1, 1]), labels) == pytest.approx(4 / 6)
+
+
+def test_diverged_fraction():
+    from bench.data.mixture2d import Mixture2DConfig
+    from bench.harnesses.toy2d import diverged_fraction
+    x = np.array([[0.0, 3.0], [1e6, 0.0], [np.nan, 0.0], [29.0, 0.0]])
+    assert diverged_fraction(x, Mixture2DConfig()) == 0.5

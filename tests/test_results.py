@@ -86,3 +86,10 @@ def test_claim_compares_matched_variants():
     assert got["app-f"] == ("held", "0.3")
     assert got["tuned"] == ("not held", "0.2")          # vs the tuned DM, not the app-f one
     assert got["tuned, stratified latents"] == ("held", "0.2")
+
+
+def test_undefined_measurement_is_not_held():
+    c = Claim("2b", "lower curvature", "figure4", "curvature", "lower", "DisCo-Diff", "DM", "", "every_setting", "")
+    rows = [_row("DM", "app-f", "t=1", "curvature", 1.0), _row("DisCo-Diff", "app-f", "t=1", "curvature", float("nan"))]
+    (v,) = evaluate_claim(c, rows)
+    assert v["verdict"] == "not held" and "diverged" in v["detail"]

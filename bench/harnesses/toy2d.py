@@ -261,7 +261,14 @@ def _geometry(cfg: Toy2DConfig, model: Trained, seeds: list[int]) -> dict[str, n
 
     states: list[tuple[float, torch.Tensor]] = []
     with torch.no_grad():
-        heun_sampler(D, x_T, t_steps, trajectory=lambda i, x, t: states.append((t, x.clone())))
+        x0, _ = heun_sampler(D, x_T, t_steps, trajectory=lambda i, x, t: states.append((t, x.clone())))
+    if diverged_fraction(x0.numpy(), cfg.data) > 0.01:
+        # Straight runaway trajectories would read as "zero curvature": the geometry of a sampler
+        # that does not reach the data is undefined, not small.
+        ts = [t for t, _ in states if cfg.t_min <= t <= cfg.t_max]
+        nan = np.full(len(ts), np.nan)
+        return {"t": np.asarray(ts), "curvature": nan, "jacobian": nan, "jacobian_network": nan,
+                "jacobian_denoiser": nan}
     out: dict[str, list] = {"t": [], "curvature": [], "jacobian": [], "jacobian_network": [],
                             "jacobian_denoiser": []}
     for t, x in states:
@@ -277,6 +284,12 @@ def _geometry(cfg: Toy2DConfig, model: Trained, seeds: list[int]) -> dict[str, n
         out["jacobian_denoiser"].append(sq_frobenius(J_D).mean().item())
         out["jacobian_network"].append(sq_frobenius(J_net).mean().item())
     return {k: np.asarray(v) for k, v in out.items()}
+
+
+def diverged_fraction(samples: np.ndarray, data: Mixture2DConfig) -> float:
+    """Share of samples that are non-finite or further than 10 radii from the origin."""
+    r = np.linalg.norm(samples, axis=1)
+    return float(np.mean(~np.isfinite(r) | (r > 10 * data.radius)))
 
 
 def _w2_pool(pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
@@ -412,6 +425,9 @@ def _study_single_thread(ctx: RunContext) -> dict[str, list[Row]]:
             rows["w2"].append(Row("w2", paper_row, m.method, variant, f"seed={s}", "w2", w2[(m.key, mode, s)],
                                   nfe=str(g.nfe), n_samples=n, seeds=format_seeds(seed_sets[s]),
                                   seconds=m.train_seconds + g.seconds, **common))
+            rows["w2"].append(Row("w2", "", m.method, variant, f"seed={s}", "diverged_fraction",
+                                  diverged_fraction(g.samples, cfg.data), nfe=str(g.nfe), n_samples=n,
+                                  seeds=format_seeds(seed_sets[s]), **common))
     for m in models:
         geo = geometry[m.key]
         for t, kappa, jac, jn, jd in zip(geo["t"], geo["curvature"], geo["jacobian"], geo["jacobian_network"],
