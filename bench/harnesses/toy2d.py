@@ -34,6 +34,7 @@ from bench.nets.toy2d import DM2D, DM2DConfig, DisCo2D, DisCo2DConfig
 from bench.provenance import config_dict, device_name, git_sha
 from bench.registry import RunContext, describe_variant, harness
 from bench.rows import Row
+from bench.threads import single_thread
 from bench.train import TrainConfig, build_seeded, fit, run_dir_for
 
 DATASET = "2D mixture of 8 Gaussians (App. F.1; std 0.2, radius 3)"
@@ -326,14 +327,8 @@ def _dry_run(cfg: Toy2DConfig, ctx: RunContext) -> dict[str, list[Row]]:
 
 
 def _study(ctx: RunContext) -> dict[str, list[Row]]:
-    # Tiny MLPs: intra-op threads only add contention (measured 50x slower with 2 threads on a
-    # busy 2-core machine); W2 runs in two processes instead.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():  # tiny MLPs; W2 runs in two processes instead
         return _study_single_thread(ctx)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _study_single_thread(ctx: RunContext) -> dict[str, list[Row]]:
