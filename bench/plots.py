@@ -39,6 +39,11 @@ def figure3(npz: Path, png: Path, title_suffix: str = "") -> Path:
     for ax, name in zip(axes[0, 1:], methods):
         x = d[f"samples_{name}"]
         codes = d[f"codes_{name}"] if f"codes_{name}" in d.files else None
+        with np.errstate(over="ignore", invalid="ignore"):
+            far = ~np.isfinite(x).all(1) | (np.linalg.norm(np.nan_to_num(x, nan=np.inf), axis=1) > 30)
+        if far.mean() > 0.01:
+            ax.text(0, 0, f"sampler diverged:\n{far.mean():.0%} of samples\nbeyond 10 radii",
+                    ha="center", va="center", fontsize=10, color="tab:red")
         ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.5, c=codes if codes is not None else "tab:gray",
                    cmap="tab10" if codes is not None else None)
         traj = d[f"traj_{name}"]  # [steps+1, n, 2]
@@ -65,9 +70,13 @@ def figure4(npz: Path, png: Path, title_suffix: str = "") -> Path:
         axes[0].plot(t, d[f"curvature_{name}"], marker=".", label=label)
         axes[1].plot(t, d[f"jacobian_{name}"], marker=".", label=label)
         axes[2].plot(t, d[f"jacobiannet_{name}"], marker=".", label=label)
-    axes[0].set_ylabel("mean curvature")
-    axes[1].set_ylabel(r"$E\,\|\partial G/\partial x\|_F^2$, G = whole score")
-    axes[2].set_ylabel(r"$E\,\|\partial G_{net}/\partial x\|_F^2$, learned part of the score")
+    axes[0].set_title("mean curvature", fontsize=10)
+    axes[1].set_title(r"$E\,\|\partial G/\partial x\|_F^2$, G = the whole score", fontsize=10)
+    axes[2].set_title(r"$E\,\|\partial G_{net}/\partial x\|_F^2$, the learned part of the score", fontsize=10)
+    missing = [n.replace("__", " ") for n in methods if not np.isfinite(d[f"curvature_{n}"]).any()]
+    if missing:
+        fig.text(0.5, -0.07, "not drawn (sampler diverged, geometry undefined): " + ", ".join(missing),
+                 ha="center", fontsize=9, color="tab:red")
     for ax in axes:
         ax.set_xlabel("backward ODE time t")
         ax.set_xscale("log")
