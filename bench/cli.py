@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from bench.provenance import REPO_ROOT
+from bench.provenance import REPO_ROOT, git_sha
 from bench.registry import SCALES, RunContext, load_all, with_siblings
 
 COMMANDS = ("list", "all", "report")
@@ -93,6 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not torch.cuda.is_available():
             print("error: --device cuda, but torch.cuda.is_available() is False on this machine", file=sys.stderr)
             return 2
+    git_sha()  # pin the code's commit at launch (cached), before any result is written
     ctx = RunContext(scale=args.scale, out=args.out, seed=args.seed, device=args.device,
                      dry_run=args.dry_run, cache=args.cache)
     harnesses = load_all()
