@@ -18,7 +18,7 @@ import multiprocessing
 import numpy as np
 import torch
 
-from bench import plots
+from bench import atomic, plots
 from bench.data.mixture2d import Mixture2DConfig, data_std, sample_mixture, sample_mixture_iid
 from bench.diffusion.discretisation import edm_sigma_steps
 from bench.diffusion.loss import EDMLossConfig, edm_loss
@@ -52,8 +52,7 @@ class DisCoRecipe:
     tau: float = 1.0                 # Gumbel-Softmax temperature in training (App. D: 1)
     straight_through: bool = False   # hard one-hot forward, soft backward
     null_prob: float = 0.1           # latent dropout for guidance (App. B)
-    f_init: str = "normal"           # "normal": N(0, f_init_std^2); "data": F_k at random training points
-    warmup_steps: int = 0            # first train encoder + F with H switched off, then everything
+    f_init: str = "normal"           # "normal": N(0, f_init_std^2); "data": k-means++ seeding on training points
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,24 +165,15 @@ def _train_disco(cfg: Toy2DConfig, r: DisCoRecipe, x: torch.Tensor, ctx: RunCont
     if r.f_init == "data":
         model.init_F_from_data(x, torch.Generator().manual_seed(tcfg.seed))
 
-    def make_loss(with_h: bool):
-        def loss_fn(m: DisCo2D, gen: torch.Generator) -> torch.Tensor:
-            y = x[torch.randint(len(x), (tcfg.batch_size,), generator=gen)]
-            w = gumbel_softmax(m.encode_logits(y), r.tau, hard=r.straight_through, generator=gen)
-            w = drop_latents(w, r.null_prob, gen)
-            return edm_loss(lambda xn, s: m(xn, s, latent=w, with_h=with_h), y, r.loss, gen).mean()
-        return loss_fn
+    def loss_fn(m: DisCo2D, gen: torch.Generator) -> torch.Tensor:
+        y = x[torch.randint(len(x), (tcfg.batch_size,), generator=gen)]
+        w = gumbel_softmax(m.encode_logits(y), r.tau, hard=r.straight_through, generator=gen)
+        w = drop_latents(w, r.null_prob, gen)
+        return edm_loss(lambda xn, s: m(xn, s, latent=w), y, r.loss, gen).mean()
 
     key = (r, cfg.data)
-    seconds = 0.0
-    if r.warmup_steps:
-        wcfg = dataclasses.replace(tcfg, steps=r.warmup_steps)
-        wrun = run_dir_for(ctx.cache / "toy2d", f"disco-{r.name}-warmup", key, wcfg)
-        seconds += fit(model, make_loss(False), wcfg, wrun, key, desc=f"DisCo-Diff [{r.name}] warm-up (H off)",
-                       progress=progress)["seconds"]
     run = run_dir_for(ctx.cache / "toy2d", f"disco-{r.name}", key, tcfg)
-    info = fit(model, make_loss(True), tcfg, run, key, desc=f"DisCo-Diff [{r.name}]", progress=progress)
-    seconds += info["seconds"]
+    info = fit(model, loss_fn, tcfg, run, key, desc=f"DisCo-Diff [{r.name}]", progress=progress)
     model.eval()
 
     # Stage 2 (Algorithm 2): latents of the training set at tau = 0.01, then the prior by MLE.
@@ -200,7 +190,7 @@ def _train_disco(cfg: Toy2DConfig, r: DisCoRecipe, x: torch.Tensor, ctx: RunCont
     prun = Path(str(run) + "-prior")
     pinfo = fit(prior, prior_loss, ptcfg, prun, {"prior": cfg.prior, "stage1": run.name},
                 desc="prior", progress=progress)
-    return Trained("DisCo-Diff", r.name, r.deviation, model, seconds + pinfo["seconds"],
+    return Trained("DisCo-Diff", r.name, r.deviation, model, info["seconds"] + pinfo["seconds"],
                    prior.eval(), z[:, 0].numpy())
 
 
@@ -379,7 +369,6 @@ def _study_single_thread(ctx: RunContext) -> dict[str, list[Row]]:
     w2_seconds = time.perf_counter() - t_w2
 
     # Arrays beside the CSVs: anyone can recompute W2 and redraw the figures.
-    from bench import atomic
     arrays = {"data": x.numpy(), "data_labels": labels.numpy()}
     for s, (ref, same, iid) in enumerate(truth):
         arrays[f"true_seed{s}"], arrays[f"true_b_seed{s}"], arrays[f"true_iid_seed{s}"] = ref, same, iid
@@ -444,11 +433,6 @@ def _study_single_thread(ctx: RunContext) -> dict[str, list[Row]]:
     print(f"2D study ({ctx.scale}) finished in {time.perf_counter() - t_start:.0f} s "
           f"(W2 {w2_seconds:.0f} s for {len(pairs)} exact OT problems)")
     return rows
-
-
-def deviations(scale: str) -> dict[str, str]:
-    """variant name -> its stated deviation from App. F (for the report)."""
-    return {r.name: r.deviation for r in preset(scale).disco}
 
 
 @harness("figure3", "Fig. 3: 2D mixture samples of the DM and DisCo-Diff; latents align with modes",

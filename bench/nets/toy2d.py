@@ -58,7 +58,6 @@ class DisCo2DConfig:
     sigma_data: float = 0.5      # input scaling of H: c_in = 1/sqrt(sigma^2 + sigma_data^2)
     f_init_std: float = 1.0      # std of the initial F(z) points
     h_zero_init: bool = False    # H's output layer starts at 0, so G starts as the analytic term
-    h_scale: str = "none"        # "none": H in score units; "sigma": H multiplied by 1/sqrt(t^2 + sigma_1^2)
 
 
 class DisCo2D(nn.Module):
@@ -85,28 +84,20 @@ class DisCo2D(nn.Module):
         with torch.no_grad():
             self.F.table.copy_(torch.stack(centres).reshape(self.cfg.m, self.cfg.vocab, 2))
 
-    def score(self, x: torch.Tensor, sigma: torch.Tensor, latent: torch.Tensor,
-              with_h: bool = True) -> torch.Tensor:
-        """G(x, t, z) [B, 2] (score units); latent: weights [B, m, k], all-zero row = null.
-        with_h=False drops H (the latent term alone), used to warm up encoder and F."""
+    def score(self, x: torch.Tensor, sigma: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """G(x, t, z) [B, 2] (score units); latent: weights [B, m, k], all-zero row = null."""
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])[:, None]
         var = sigma**2 + self.cfg.sigma_1**2
         F_z = self.F(latent).sum(1)                       # [B, 2] (m = 1: the one point)
-        if not with_h:
-            return (F_z - x) / var
         return (F_z - x) / var + self.network_score(x, sigma[:, 0])
 
     def network_score(self, x: torch.Tensor, sigma, latent: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The learned function of x in the score: H(x, t) (F(z) enters only as a constant)."""
         s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])
         c = edm_coefficients(s, self.cfg.sigma_data)
-        H = self.H(x * c.c_in[:, None], c.c_noise)
-        if self.cfg.h_scale == "sigma":
-            H = H / (s[:, None] ** 2 + self.cfg.sigma_1**2).sqrt()
-        return H
+        return self.H(x * c.c_in[:, None], c.c_noise)
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor, latent: torch.Tensor,
-                with_h: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """EDM denoiser D = x + t^2 G."""
         s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])[:, None]
-        return x + s**2 * self.score(x, sigma, latent, with_h)
+        return x + s**2 * self.score(x, sigma, latent)
