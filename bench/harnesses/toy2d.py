@@ -361,11 +361,15 @@ def _study_single_thread(ctx: RunContext) -> dict[str, list[Row]]:
     for s, (ref, same, iid) in enumerate(truth):
         pairs[("floor", s)] = (same, ref)
         pairs[("floor_iid", s)] = (iid, ref)
+    undefined = {}
     for m, mode, _ in samplers:
         for s, g in enumerate(generated[(m.key, mode)]):
-            pairs[(m.key, mode, s)] = (g.samples, truth[s][0])
+            if diverged_fraction(g.samples, cfg.data) > 0.01:
+                undefined[(m.key, mode, s)] = float("nan")   # W2 to a diverged sampler: undefined
+            else:
+                pairs[(m.key, mode, s)] = (g.samples, truth[s][0])
     t_w2 = time.perf_counter()
-    w2 = _w2_pool(pairs)
+    w2 = {**_w2_pool(pairs), **undefined}
     w2_seconds = time.perf_counter() - t_w2
 
     # Arrays beside the CSVs: anyone can recompute W2 and redraw the figures.
