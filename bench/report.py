@@ -49,6 +49,8 @@ def _fmt(v: Optional[float]) -> str:
 
 def _measured(rs: list[Row]) -> tuple[float, str]:
     vals = [r.value for r in rs]
+    if any(math.isnan(v) for v in vals):
+        return math.nan, f"undefined (NaN in {sum(math.isnan(v) for v in vals)}/{len(vals)} rows)"
     mean = statistics.fmean(vals)
     if len(vals) == 1:
         return mean, _fmt(mean)

@@ -93,3 +93,9 @@ def test_undefined_measurement_is_not_held():
     rows = [_row("DM", "app-f", "t=1", "curvature", 1.0), _row("DisCo-Diff", "app-f", "t=1", "curvature", float("nan"))]
     (v,) = evaluate_claim(c, rows)
     assert v["verdict"] == "not held" and "diverged" in v["detail"]
+
+
+def test_markdown_shows_undefined_measurements():
+    rows = [_row("DisCo-Diff", "app-f", f"seed={s}", "w2", float("nan"), "toy2d.w2.disco_diff") for s in range(3)]
+    md = harness_markdown("w2", "smoke", rows, load_reference())
+    assert "undefined (NaN in 3/3 rows)" in md
