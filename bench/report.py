@@ -97,7 +97,7 @@ def harness_markdown(label: str, scale: str, rows: list[Row], ref: dict[str, Ref
 
 # ------------------------------------------------------------------------------- claims
 
-VERDICT_FIELDS = ["claim_id", "claim", "harness", "variant", "verdict", "treatment", "baseline",
+VERDICT_FIELDS = ["claim_id", "claim", "harness", "metric", "variant", "verdict", "treatment", "baseline",
                   "detail", "git_sha"]
 
 
@@ -122,7 +122,7 @@ def _key(r: Row) -> str:
 
 def evaluate_claim(c: Claim, rows: Optional[list[Row]]) -> list[dict]:
     """One verdict per treatment variant: held / not held / not run, with the numbers."""
-    base = {"claim_id": c.claim_id, "claim": c.claim, "harness": c.harness}
+    base = {"claim_id": c.claim_id, "claim": c.claim, "harness": c.harness, "metric": c.metric}
     if c.relation == "qualitative":
         return [{**base, "variant": "", "verdict": "not run", "detail": "qualitative claim: no automatic check; see the figure"}]
     if rows is None:
@@ -233,10 +233,10 @@ def render(out: Path) -> Path:
         verdicts = [v for c in claims for v in evaluate_claim(c, ran[scale].get(c.harness))]
         atomic.write_text(out / scale / "claims.csv", _verdicts_csv(verdicts))
         lines += ["", f"## Claims at scale `{scale}`", "",
-                  "| claim | harness | variant | verdict | treatment | baseline | detail |",
+                  "| claim | harness: metric | variant | verdict | treatment | baseline | detail |",
                   "|---|---|---|---|---|---|---|"]
         for v in verdicts:
-            lines.append(f"| {v['claim_id']}: {v['claim']} | {v['harness']} | {v.get('variant', '')} | "
+            lines.append(f"| {v['claim_id']}: {v['claim']} | {v['harness']}: {v['metric']} | {v.get('variant', '')} | "
                          f"**{v['verdict']}** | {v.get('treatment', '')} | {v.get('baseline', '')} | {v['detail']} |")
     if not claims:
         lines += ["", "(reference/claims.csv is missing: no verdicts)"]
