@@ -113,3 +113,49 @@ def test_seed_parsing():
     assert format_seeds([0, 1, 2]) == "0-2"
     with pytest.raises(ValueError):
         parse_seeds("5-2")
+
+
+from bench.diffusion.samplers import Stochasticity, edm_sampler  # noqa: E402
+
+
+def test_euler_nfe_and_exact_on_linear_ode():
+    c = torch.tensor([[1.5, -2.0]])
+    x_T = torch.randn(5, 2, generator=torch.Generator().manual_seed(0)) * 10
+    x0, nfe = edm_sampler(lambda x, s: c.expand_as(x), x_T, edm_sigma_steps(7, 0.01, 10.0), solver="euler")
+    assert nfe == 7 and torch.allclose(x0, c.expand_as(x0), atol=1e-5)
+
+
+def test_zero_churn_is_heun_and_churn_needs_per_sample_noise():
+    D = lambda x, t: x * 0.25 / (t**2 + 0.25)  # noqa: E731  (data N(0, 0.5^2))
+    x_T = torch.randn(4, 3, generator=torch.Generator().manual_seed(0)) * 80
+    ts = edm_sigma_steps(10)
+    a, _ = heun_sampler(D, x_T, ts)
+    b, _ = edm_sampler(D, x_T, ts, churn=Stochasticity(S_churn=0.0))
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="per-sample"):
+        edm_sampler(D, x_T, ts, churn=Stochasticity(S_churn=40))
+    with pytest.raises(ValueError):
+        edm_sampler(D, x_T, ts, solver="rk4")
+
+
+def test_churn_gamma_is_capped_and_windowed():
+    s = Stochasticity(S_churn=80, S_min=0.05, S_max=50)
+    assert s.gamma(1.0, 10) == pytest.approx(math.sqrt(2) - 1)      # min(80/10, sqrt2 - 1)
+    assert s.gamma(60.0, 10) == 0 and s.gamma(0.01, 10) == 0
+    assert Stochasticity(S_churn=2).gamma(1.0, 40) == pytest.approx(0.05)
+
+
+def test_stochastic_sampler_same_seeds_same_samples_any_batch():
+    D = lambda x, t: x * 0.25 / (t**2 + 0.25)  # noqa: E731
+    ts = edm_sigma_steps(12)
+    churn = Stochasticity(S_churn=40, S_min=0.05, S_max=50, S_noise=1.003)
+
+    def run(seeds):
+        rnd = PerSampleRandom(seeds)
+        return edm_sampler(D, rnd.randn(2) * float(ts[0]), ts, churn=churn, randn_like=rnd.randn_like)
+
+    both, nfe = run([7, 8])
+    alone, _ = run([8])
+    assert torch.equal(both[1], alone[0]) and nfe == 2 * 12 - 1
+    det, _ = heun_sampler(D, PerSampleRandom([8]).randn(2) * float(ts[0]), ts)
+    assert not torch.equal(det, alone)   # the churn noise did act

@@ -10,13 +10,17 @@ import torch
 class PerSampleRandom:
     def __init__(self, seeds: Sequence[int], device: str | torch.device = "cpu"):
         self.seeds = list(seeds)
-        self.generators = [torch.Generator(device).manual_seed(int(s) % (1 << 63)) for s in self.seeds]
+        # seed mod 2^32, as EDM's StackedRandomGenerator, so a seed gives EDM's noise.
+        self.generators = [torch.Generator(device).manual_seed(int(s) % (1 << 32)) for s in self.seeds]
         self.device = device
 
     def randn(self, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """[len(seeds), *shape], row i from generator i."""
         return torch.stack([torch.randn(shape, generator=g, device=self.device, dtype=dtype)
                             for g in self.generators])
+
+    def randn_like(self, x: torch.Tensor) -> torch.Tensor:
+        return self.randn(*x.shape[1:], dtype=x.dtype if x.is_floating_point() else torch.float32).to(x.device)
 
     def randint(self, high: int, *shape: int) -> torch.Tensor:
         return torch.stack([torch.randint(high, shape, generator=g, device=self.device)
