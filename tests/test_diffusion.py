@@ -159,3 +159,36 @@ def test_stochastic_sampler_same_seeds_same_samples_any_batch():
     assert torch.equal(both[1], alone[0]) and nfe == 2 * 12 - 1
     det, _ = heun_sampler(D, PerSampleRandom([8]).randn(2) * float(ts[0]), ts)
     assert not torch.equal(det, alone)   # the churn noise did act
+
+
+from bench.diffusion.samplers import RestartConfig, RestartInterval, restart_sampler  # noqa: E402
+
+# The Restart authors' published ImageNet-64 EDM configuration (README: NFE 203, FID 1.41).
+RESTART_203 = RestartConfig(num_steps=36, intervals=(
+    RestartInterval(4, 1, 19.35, 40.79), RestartInterval(4, 1, 1.09, 1.92), RestartInterval(4, 5, 0.59, 1.09),
+    RestartInterval(4, 5, 0.30, 0.59), RestartInterval(6, 6, 0.06, 0.30)))
+
+
+def test_restart_nfe_counted_matches_published_203():
+    assert RESTART_203.nfe() == 203
+    D = lambda x, t: x * 0.25 / (t**2 + 0.25)  # noqa: E731
+    rnd = PerSampleRandom([0, 1])
+    ts = edm_sigma_steps(36)
+    x0, nfe = restart_sampler(D, rnd.randn(3) * 80, ts, RESTART_203, rnd.randn_like)
+    assert nfe == 203 and torch.isfinite(x0).all()
+
+
+def test_restart_on_point_mass_lands_on_the_point_and_seeds_are_per_sample():
+    c = torch.tensor([0.5, -1.0])
+    D = lambda x, t: c.expand_as(x)  # noqa: E731  (data = one point: every path must end at c)
+    ts = edm_sigma_steps(36)
+
+    def run(seeds):
+        rnd = PerSampleRandom(seeds)
+        return restart_sampler(D, rnd.randn(2) * 80, ts, RESTART_203, rnd.randn_like)[0]
+
+    both, alone = run([3, 4]), run([4])
+    assert torch.allclose(both, c.expand_as(both), atol=1e-4)
+    assert torch.equal(both[1], alone[0])
+    with pytest.raises(ValueError):
+        restart_sampler(D, torch.zeros(1, 2), edm_sigma_steps(18), RESTART_203, PerSampleRandom([0]).randn_like)

@@ -89,3 +89,63 @@ def heun_sampler(D: Denoiser, x_T: torch.Tensor, t_steps: torch.Tensor,
                  ) -> tuple[torch.Tensor, int]:
     """EDM Algorithm 1: deterministic Heun, NFE = 2N - 1."""
     return edm_sampler(D, x_T, t_steps, cond, "heun", trajectory=trajectory)
+
+
+# ------------------------------------------------------------------------------------ Restart
+# Restart sampling (Xu et al. 2023, "Restart Sampling for Improving Generative Processes",
+# Alg. 2; facts from the authors' benchmarks/generate_restart.py): a deterministic Heun main
+# pass; after reaching a restart interval's t_min it K times adds noise from t_min up to t_max,
+# N(0, (t_max^2 - t_min^2) S_noise^2), and re-solves the ODE back to t_min on an EDM grid of
+# n_steps points, with a small fixed churn (restart_gamma) inside [S_min, S_max].
+
+
+@dataclasses.dataclass(frozen=True)
+class RestartInterval:
+    n_steps: int    # N_restart: grid points from t_max down to t_min (N_restart - 1 Heun steps)
+    repeats: int    # K: how many times the interval is restarted
+    t_min: float    # snapped to the nearest main-grid level
+    t_max: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RestartConfig:
+    num_steps: int                              # main Heun grid (EDM discretisation)
+    intervals: tuple[RestartInterval, ...]
+    S_noise: float = 1.003                      # Restart's ImageNet-64 setting
+    restart_gamma: float = 0.05
+    S_min: float = 0.01
+    S_max: float = 1.0
+
+    def nfe(self) -> int:
+        """2 N_main - 1 + sum_i 2 K_i (N_restart,i - 1) (the Restart code's own accounting)."""
+        return 2 * self.num_steps - 1 + sum(2 * r.repeats * (r.n_steps - 1) for r in self.intervals)
+
+
+def restart_sampler(D: Denoiser, x_T: torch.Tensor, t_steps: torch.Tensor, config: RestartConfig,
+                    randn_like: Callable[[torch.Tensor], torch.Tensor],
+                    cond: Optional[dict] = None, rho: float = 7.0) -> tuple[torch.Tensor, int]:
+    """t_steps: the main grid (config.num_steps + 1 levels ending in 0). Returns (x_0, counted NFE)."""
+    from bench.diffusion.discretisation import edm_sigma_steps
+
+    if len(t_steps) != config.num_steps + 1:
+        raise ValueError(f"t_steps has {len(t_steps) - 1} steps, config says {config.num_steps}")
+    main = t_steps[:-1]
+    at = {int(torch.argmin((main - r.t_min).abs())): r for r in config.intervals}
+    if len(at) != len(config.intervals):
+        raise ValueError("two restart intervals snap to the same main step")
+    cuts = sorted(i for i in at if 0 < i < config.num_steps)
+    nfe, x, start = 0, x_T, 0
+    for stop in cuts + [config.num_steps]:
+        x, n = edm_sampler(D, x, t_steps[start:stop + 1], cond)            # main pass, no churn
+        nfe += n
+        if stop in at:
+            r, t_min = at[stop], float(t_steps[stop])
+            grid = edm_sigma_steps(r.n_steps, t_min, r.t_max, rho)[:-1]     # t_max .. t_min, no 0
+            churn = Stochasticity(S_churn=config.restart_gamma * (r.n_steps - 1),   # gamma = restart_gamma
+                                  S_min=config.S_min, S_max=config.S_max, S_noise=config.S_noise)
+            for _ in range(r.repeats):
+                x = x + randn_like(x).to(x) * math.sqrt(r.t_max**2 - t_min**2) * config.S_noise
+                x, n = edm_sampler(D, x, grid, cond, churn=churn, randn_like=randn_like)
+                nfe += n
+        start = stop
+    return x, nfe
