@@ -29,6 +29,26 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 1000   # steps between atomic checkpoints
     log_every: int = 50
+    lr_rampup_kimg: float = 0.0    # EDM: lr grows linearly over this many thousand images (0: off)
+    ema_halflife_kimg: float = 0.0  # EDM's EMA half-life in thousand images (0: no EMA)
+    ema_rampup_ratio: Optional[float] = 0.05  # EDM: half-life <= ratio x images seen so far
+
+
+def lr_at(cfg: TrainConfig, cur_nimg: int) -> float:
+    """EDM training_loop: lr * min(cur_nimg / (lr_rampup_kimg * 1000), 1); cur_nimg counts the
+    images seen before this step (so EDM's very first step has lr 0)."""
+    if cfg.lr_rampup_kimg <= 0:
+        return cfg.lr
+    return cfg.lr * min(cur_nimg / max(cfg.lr_rampup_kimg * 1000, 1e-8), 1.0)
+
+
+def ema_beta(cfg: TrainConfig, cur_nimg: int) -> float:
+    """EDM training_loop: half-life h = min(ema_halflife_kimg * 1000, cur_nimg * ema_rampup_ratio)
+    images; beta = 0.5 ** (batch_size / h); ema <- beta * ema + (1 - beta) * net."""
+    h = cfg.ema_halflife_kimg * 1000
+    if cfg.ema_rampup_ratio is not None:
+        h = min(h, cur_nimg * cfg.ema_rampup_ratio)
+    return 0.5 ** (cfg.batch_size / max(h, 1e-8))
 
 
 class CheckpointMismatch(RuntimeError):
@@ -54,13 +74,16 @@ def run_dir_for(cache: Path, name: str, model_config: Any, train_config: TrainCo
 
 def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
         model_config: Any, desc: str = "train", progress: bool = True,
-        stop_after: Optional[int] = None) -> dict:
+        stop_after: Optional[int] = None, ema: Optional[nn.Module] = None) -> dict:
     """Train model in place; returns {'seconds', 'final_loss', 'resumed_from', 'cached'}.
 
     run_dir/model.pt (final weights) + run_dir/config.json make a finished run: it is loaded,
     not retrained. run_dir/checkpoint.pt holds the latest resumable state.
     stop_after: stop (with a checkpoint) after this many steps — used to test resumption.
+    ema: a copy of model, updated in place with EDM's EMA (required iff cfg.ema_halflife_kimg > 0).
     """
+    if (cfg.ema_halflife_kimg > 0) != (ema is not None):
+        raise ValueError("pass ema (a copy of the model) exactly when ema_halflife_kimg > 0")
     run_dir = Path(run_dir)
     config = {"model": config_dict(model_config), "train": config_dict(cfg)}
     final, ckpt, cfg_path = run_dir / "model.pt", run_dir / "checkpoint.pt", run_dir / "config.json"
@@ -71,7 +94,9 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
                                      "delete the folder or choose another cache")
     if final.exists():
         state = _load(final)
-        model.load_state_dict(state["model"])
+        _restore(model, state["model"], final)
+        if ema is not None:
+            _restore(ema, state["ema"], final)
         return {"seconds": state.get("seconds", 0.0), "final_loss": state.get("final_loss"),
                 "resumed_from": cfg.steps, "cached": True}
     atomic.write_json(cfg_path, config)
@@ -81,7 +106,9 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
     step, seconds, history = 0, 0.0, []
     if ckpt.exists():
         state = _load(ckpt)
-        model.load_state_dict(state["model"])
+        _restore(model, state["model"], ckpt)
+        if ema is not None:
+            _restore(ema, state["ema"], ckpt)
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
         step, seconds, history = state["step"], state["seconds"], state["history"]
@@ -89,6 +116,7 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
 
     def save(path: Path, final_loss: Optional[float] = None) -> None:
         atomic.save_torch(path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                 "ema": ema.state_dict() if ema is not None else None,
                                  "generator": gen.get_state(), "step": step, "seconds": seconds,
                                  "history": history, "final_loss": final_loss})
 
@@ -98,10 +126,18 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
     try:
         while step < cfg.steps:
             t0 = time.perf_counter()
+            cur_nimg = step * cfg.batch_size
+            for g in opt.param_groups:
+                g["lr"] = lr_at(cfg, cur_nimg)
             loss = loss_fn(model, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                beta = ema_beta(cfg, cur_nimg)
+                with torch.no_grad():
+                    for p_ema, p in zip(ema.parameters(), model.parameters()):
+                        p_ema.copy_(p.detach().lerp(p_ema, beta))
             seconds += time.perf_counter() - t0
             step += 1
             running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
@@ -126,6 +162,13 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
     if ckpt.exists():
         ckpt.unlink()
     return {"seconds": seconds, "final_loss": running, "resumed_from": resumed_from, "cached": False}
+
+
+def _restore(module: nn.Module, state: dict, path: Path) -> None:
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:  # another architecture's weights
+        raise CheckpointMismatch(f"{path}: weights do not fit this model ({str(e).splitlines()[0]})") from e
 
 
 def _load(path: Path) -> dict:

@@ -63,3 +63,44 @@ def test_run_dir_depends_on_config(tmp_path):
     a = run_dir_for(tmp_path, "x", {"w": 1}, CFG)
     assert a == run_dir_for(tmp_path, "x", {"w": 1}, CFG)
     assert a != run_dir_for(tmp_path, "x", {"w": 2}, CFG)
+
+
+from bench.train import ema_beta, lr_at  # noqa: E402
+
+
+def test_lr_rampup_and_ema_beta_follow_edm():
+    cfg = TrainConfig(lr=2e-4, batch_size=8, lr_rampup_kimg=1.0, ema_halflife_kimg=0.5, ema_rampup_ratio=0.05)
+    assert lr_at(cfg, 0) == 0 and lr_at(cfg, 500) == pytest.approx(1e-4) and lr_at(cfg, 5000) == 2e-4
+    assert ema_beta(cfg, 0) == 0                                     # EMA starts as a copy of the net
+    assert ema_beta(cfg, 1000) == pytest.approx(0.5 ** (8 / 50))     # ramp-up: h = 0.05 * 1000
+    assert ema_beta(cfg, 10**7) == pytest.approx(0.5 ** (8 / 500))   # h capped at 500 images
+    assert lr_at(TrainConfig(lr=1e-3), 0) == 1e-3                    # ramp-up off
+
+
+def test_ema_resume_is_exact_and_required(tmp_path):
+    import copy
+    cfg = TrainConfig(steps=40, batch_size=32, lr=1e-2, seed=3, checkpoint_every=10, log_every=10,
+                      lr_rampup_kimg=0.3, ema_halflife_kimg=0.2)
+    m1, loss1 = _setup()
+    e1 = copy.deepcopy(m1)
+    fit(m1, loss1, cfg, tmp_path / "a", {"net": "toy"}, progress=False, ema=e1)
+    m2, loss2 = _setup()
+    e2 = copy.deepcopy(m2)
+    fit(m2, loss2, cfg, tmp_path / "b", {"net": "toy"}, progress=False, stop_after=15, ema=e2)
+    m3, loss3 = _setup()
+    e3 = copy.deepcopy(m3)
+    fit(m3, loss3, cfg, tmp_path / "b", {"net": "toy"}, progress=False, ema=e3)
+    for a, b in zip(list(e1.state_dict().values()) + list(m1.state_dict().values()),
+                    list(e3.state_dict().values()) + list(m3.state_dict().values())):
+        assert torch.equal(a, b)
+    assert not all(torch.equal(a, b) for a, b in zip(e1.state_dict().values(), m1.state_dict().values()))
+    with pytest.raises(ValueError, match="ema"):
+        fit(m1, loss1, cfg, tmp_path / "c", {"net": "toy"}, progress=False)
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+    m, loss = _setup()
+    fit(m, loss, CFG, tmp_path, {"net": "toy"}, progress=False)
+    other = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.SiLU(), torch.nn.Linear(8, 1))
+    with pytest.raises(CheckpointMismatch, match="do not fit"):
+        fit(other, loss, CFG, tmp_path, {"net": "toy"}, progress=False)
