@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from bench.diffusion.discretisation import edm_sigma_steps
 from bench.diffusion.preconditioning import Denoiser
 
 Trajectory = Callable[[int, torch.Tensor, float], None]   # (step i, x_i, t_i)
@@ -125,8 +126,6 @@ def restart_sampler(D: Denoiser, x_T: torch.Tensor, t_steps: torch.Tensor, confi
                     randn_like: Callable[[torch.Tensor], torch.Tensor],
                     cond: Optional[dict] = None, rho: float = 7.0) -> tuple[torch.Tensor, int]:
     """t_steps: the main grid (config.num_steps + 1 levels ending in 0). Returns (x_0, counted NFE)."""
-    from bench.diffusion.discretisation import edm_sigma_steps
-
     if len(t_steps) != config.num_steps + 1:
         raise ValueError(f"t_steps has {len(t_steps) - 1} steps, config says {config.num_steps}")
     main = t_steps[:-1]

@@ -130,7 +130,6 @@ def preset(scale: str) -> Toy2DConfig:
 class Trained:
     method: str            # "DM" or "DisCo-Diff"
     variant: str
-    deviation: str
     module: torch.nn.Module
     train_seconds: float
     prior: Optional[AutoregressivePrior] = None
@@ -155,7 +154,7 @@ def _train_dm(cfg: Toy2DConfig, r: DMRecipe, x: torch.Tensor, ctx: RunContext, p
     key = (r.model, r.loss, cfg.data)
     run = run_dir_for(ctx.cache / "toy2d", f"dm-{r.name}", key, tcfg)
     info = fit(model, loss_fn, tcfg, run, key, desc=f"DM [{r.name}]", progress=progress)
-    return Trained("DM", r.name, r.deviation, model.eval(), info["seconds"])
+    return Trained("DM", r.name, model.eval(), info["seconds"])
 
 
 def _train_disco(cfg: Toy2DConfig, r: DisCoRecipe, x: torch.Tensor, ctx: RunContext,
@@ -190,7 +189,7 @@ def _train_disco(cfg: Toy2DConfig, r: DisCoRecipe, x: torch.Tensor, ctx: RunCont
     prun = Path(str(run) + "-prior")
     pinfo = fit(prior, prior_loss, ptcfg, prun, {"prior": cfg.prior, "stage1": run.name},
                 desc="prior", progress=progress)
-    return Trained("DisCo-Diff", r.name, r.deviation, model, info["seconds"] + pinfo["seconds"],
+    return Trained("DisCo-Diff", r.name, model, info["seconds"] + pinfo["seconds"],
                    prior.eval(), z[:, 0].numpy())
 
 
@@ -198,11 +197,16 @@ def _train_disco(cfg: Toy2DConfig, r: DisCoRecipe, x: torch.Tensor, ctx: RunCont
 
 @dataclasses.dataclass
 class Generated:
-    samples: np.ndarray          # [n, 2]
-    codes: Optional[np.ndarray]  # [n] latent per sample (DisCo only)
-    trajectory: np.ndarray       # [steps+1, n_keep, 2] of the first samples
+    samples: np.ndarray              # [n, 2]
+    codes: Optional[np.ndarray]      # [n] latent per sample (DisCo only)
+    latent: Optional[torch.Tensor]   # [n, m, k] the latents sampled with
+    states: list[tuple[float, torch.Tensor]]  # (t_i, x_i [keep, 2]) at every step, first samples
     nfe: int
     seconds: float
+
+    def trajectory(self, n: int) -> np.ndarray:
+        """[steps+1, n, 2] ODE paths of the first n samples (Fig. 3's dotted lines)."""
+        return np.stack([x[:n].numpy() for _, x in self.states])
 
 
 STRATIFIED = "stratified latents"
@@ -225,23 +229,18 @@ def _generate(cfg: Toy2DConfig, model: Trained, seeds: list[int], keep: int,
             z = stratified_empirical(torch.from_numpy(model.train_codes)[:, None], len(seeds),
                                      torch.Generator().manual_seed(seeds[0]))
         latent, codes = one_hot(z, cfg.prior.k), z[:, 0].numpy()
-    traj: list[np.ndarray] = []
+    states: list[tuple[float, torch.Tensor]] = []
     with torch.no_grad():
         x0, nfe = heun_sampler(model.denoiser(latent), x_T, t_steps,
-                               trajectory=lambda i, x, t: traj.append(x[:keep].numpy().copy()))
-    return Generated(x0.numpy(), codes, np.stack(traj), nfe, time.perf_counter() - t0)
+                               trajectory=lambda i, x, t: states.append((t, x[:keep].clone())))
+    return Generated(x0.numpy(), codes, latent, states, nfe, time.perf_counter() - t0)
 
 
-def _geometry(cfg: Toy2DConfig, model: Trained, seeds: list[int]) -> dict[str, np.ndarray]:
+def _geometry(cfg: Toy2DConfig, model: Trained, g: Generated, n: int) -> dict[str, np.ndarray]:
     """Curvature and Jacobian norms at each Heun step with t in [t_min, t_max], along the ODE
-    trajectories of the given seeds. G is the model's score (App. F.2's parameterisation);
-    the ODE velocity is dx/dt = -t G (sigma(t) = t), so T = v/||v|| = -G/||G||."""
-    rnd = PerSampleRandom(seeds)
-    t_steps = edm_sigma_steps(cfg.steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
-    x_T = rnd.randn(2) * float(t_steps[0])
-    latent = None
-    if model.prior is not None:
-        latent = one_hot(model.prior.sample(rnd.rand(cfg.prior.m)), cfg.prior.k)
+    trajectories of the first n samples of g. G is the model's score (App. F.2's
+    parameterisation); the ODE velocity is dx/dt = -t G (sigma(t) = t), so T = v/||v|| = -G/||G||."""
+    latent = g.latent[:n] if g.latent is not None else None
     D = model.denoiser(latent)
 
     def score(x: torch.Tensor, t: float) -> torch.Tensor:
@@ -250,31 +249,23 @@ def _geometry(cfg: Toy2DConfig, model: Trained, seeds: list[int]) -> dict[str, n
     def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
         return -t * score(x, t)
 
-    states: list[tuple[float, torch.Tensor]] = []
-    with torch.no_grad():
-        x0, _ = heun_sampler(D, x_T, t_steps, trajectory=lambda i, x, t: states.append((t, x.clone())))
-    if diverged_fraction(x0.numpy(), cfg.data) > 0.01:
+    states = [(t, x[:n]) for t, x in g.states if cfg.t_min <= t <= cfg.t_max]
+    ts = np.asarray([t for t, _ in states])
+    if diverged_fraction(g.samples[:n], cfg.data) > 0.01:
         # Straight runaway trajectories would read as "zero curvature": the geometry of a sampler
         # that does not reach the data is undefined, not small.
-        ts = [t for t, _ in states if cfg.t_min <= t <= cfg.t_max]
         nan = np.full(len(ts), np.nan)
-        return {"t": np.asarray(ts), "curvature": nan, "jacobian": nan, "jacobian_network": nan,
-                "jacobian_denoiser": nan}
-    out: dict[str, list] = {"t": [], "curvature": [], "jacobian": [], "jacobian_network": [],
-                            "jacobian_denoiser": []}
+        return {"t": ts, "curvature": nan, "jacobian": nan, "jacobian_network": nan, "jacobian_denoiser": nan}
+    out: dict[str, list] = {"curvature": [], "jacobian": [], "jacobian_network": [], "jacobian_denoiser": []}
     for t, x in states:
-        if not cfg.t_min <= t <= cfg.t_max:
-            continue
-        kappa = curvature(velocity, x, t, cfg.curvature_dt)
         J = jacobian(lambda xx: score(xx, t), x.float())              # [B, 2, 2]
         J_D = torch.eye(2, dtype=J.dtype) + t**2 * J                   # D = x + t^2 G
         J_net = jacobian(lambda xx: model.module.network_score(xx, t, latent), x.float())
-        out["t"].append(t)
-        out["curvature"].append(kappa.mean().item())
+        out["curvature"].append(curvature(velocity, x, t, cfg.curvature_dt).mean().item())
         out["jacobian"].append(sq_frobenius(J).mean().item())
         out["jacobian_denoiser"].append(sq_frobenius(J_D).mean().item())
         out["jacobian_network"].append(sq_frobenius(J_net).mean().item())
-    return {k: np.asarray(v) for k, v in out.items()}
+    return {"t": ts, **{k: np.asarray(v) for k, v in out.items()}}
 
 
 def diverged_fraction(samples: np.ndarray, data: Mixture2DConfig) -> float:
@@ -283,7 +274,7 @@ def diverged_fraction(samples: np.ndarray, data: Mixture2DConfig) -> float:
     return float(np.mean(~np.isfinite(r) | (r > 10 * data.radius)))
 
 
-def _w2_pool(pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+def _w2_pool(pairs: dict[tuple, tuple[np.ndarray, np.ndarray]]) -> dict[tuple, float]:
     workers = min(2, len(pairs), multiprocessing.cpu_count())
     if workers <= 1:
         return {k: wasserstein2(a, b) for k, (a, b) in pairs.items()}
@@ -294,14 +285,13 @@ def _w2_pool(pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float
 
 # --------------------------------------------------------------------------------------------
 
-_MEMO: dict[tuple, dict[str, list[Row]]] = {}
+_MEMO: dict[RunContext, dict[str, list[Row]]] = {}
 
 
 def study(ctx: RunContext) -> dict[str, list[Row]]:
-    key = (ctx.scale, str(ctx.out), ctx.seed, ctx.device, ctx.dry_run, str(ctx.cache))
-    if key not in _MEMO:
-        _MEMO[key] = _study(ctx)
-    return _MEMO[key]
+    if ctx not in _MEMO:
+        _MEMO[ctx] = _study(ctx)
+    return _MEMO[ctx]
 
 
 def _dry_run(cfg: Toy2DConfig, ctx: RunContext) -> dict[str, list[Row]]:
@@ -344,9 +334,10 @@ def _study_single_thread(ctx: RunContext) -> dict[str, list[Row]]:
     # Stratified latents only where the codes are meaningful (the faithful codes merge modes).
     samplers += [(m, "stratified", f"{m.variant}, {STRATIFIED}") for m in models
                  if m.prior is not None and m.variant != FAITHFUL]
-    generated = {(m.key, mode): [_generate(cfg, m, seeds, cfg.n_fig_trajectories, mode) for seeds in seed_sets]
+    keep = max(cfg.n_fig_trajectories, cfg.n_geometry)   # paths kept for Fig. 3 and Fig. 4
+    generated = {(m.key, mode): [_generate(cfg, m, seeds, keep, mode) for seeds in seed_sets]
                  for m, mode, _ in samplers}
-    geometry = {m.key: _geometry(cfg, m, geometry_seeds) for m in models}
+    geometry = {m.key: _geometry(cfg, m, generated[(m.key, "prior")][0], cfg.n_geometry) for m in models}
 
     # Fresh true draws per sampling seed: the reference (exact mode counts, as the training set),
     # a second exact-count draw (noise floor) and an i.i.d.-mode draw (the floor of any sampler
@@ -385,7 +376,7 @@ def _study_single_thread(ctx: RunContext) -> dict[str, list[Row]]:
     fig3 = {"data": x.numpy(), "data_labels": labels.numpy()}
     for m in models:
         g = generated[(m.key, "prior")][0]
-        fig3[f"samples_{m.key}"], fig3[f"traj_{m.key}"] = g.samples, g.trajectory
+        fig3[f"samples_{m.key}"], fig3[f"traj_{m.key}"] = g.samples, g.trajectory(cfg.n_fig_trajectories)
         if g.codes is not None:
             fig3[f"codes_{m.key}"] = g.codes
     atomic.save_npz(out / "figure3_data.npz", **fig3)
