@@ -85,3 +85,48 @@ def figure4(npz: Path, png: Path, title_suffix: str = "") -> Path:
         ax.legend(fontsize=8)
     fig.suptitle("ODE curvature and Jacobian norm (DisCo-Diff Fig. 4)" + title_suffix, fontsize=10)
     return _save(fig, png)
+
+
+def loss_versus_sigma(npz: Path, png: Path, title: str = "") -> Path:
+    """Fig. 7 left / Fig. 10: training loss at fixed sigma, one curve per model (npz keys:
+    sigmas, and loss__<model> for each model)."""
+    plt = _pyplot()
+    d = np.load(npz)
+    fig, (ax, rel) = plt.subplots(1, 2, figsize=(10, 3.6))
+    base = None
+    for key in sorted(k for k in d.files if k.startswith("loss__")):
+        name = key[len("loss__"):]
+        ax.plot(d["sigmas"], d[key], marker="o", ms=3, label=name)
+        if base is None:
+            base = (name, d[key])
+        else:
+            rel.plot(d["sigmas"], d[key] / base[1], marker="o", ms=3, label=f"{name} / {base[0]}")
+    for a in (ax, rel):
+        a.set_xscale("log")
+        a.set_xlabel("sigma (= t)")
+        a.grid(alpha=0.3)
+        a.legend()
+    ax.set_ylabel("EDM-weighted training loss")
+    rel.axhline(1.0, color="grey", lw=0.8)
+    rel.set_ylabel("loss ratio")
+    fig.suptitle(title)
+    return _save(fig, png)
+
+
+def image_grid(images: np.ndarray, png: Path, columns: int = 8) -> Path:
+    """uint8 [N, C, H, W] -> one PNG grid (greyscale or RGB)."""
+    from PIL import Image
+
+    n, c, h, w = images.shape
+    rows = -(-n // columns)
+    grid = np.zeros((rows * h, columns * w, c), dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, q = divmod(i, columns)
+        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = img.transpose(1, 2, 0)
+    pil = Image.fromarray(grid[..., 0] if c == 1 else grid)
+    scale = max(1, 256 // (columns * w))
+    if scale > 1:
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    return atomic.write_bytes(png, buf.getvalue())

@@ -5,6 +5,11 @@ retraining).
 The loop owns one torch.Generator for every random draw of training (batches, noise levels,
 Gumbel noise, latent dropout); its state is checkpointed, so a killed-and-resumed run ends with
 the same weights as an uninterrupted one.
+
+Distributed data parallel (under `torchrun`): every rank holds the same generator and draws the
+randomness of the whole global batch, then keeps its own contiguous slice (`Shard.take`), so N
+processes see exactly the samples, noise and latents one process would; DDP averages the
+gradients. Rank 0 alone writes checkpoints and logs.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import torch
 from torch import nn
 
 from bench import atomic
+from bench.distributed import Shard
 from bench.provenance import config_dict, config_hash
 
 
@@ -32,6 +38,7 @@ class TrainConfig:
     lr_rampup_kimg: float = 0.0    # EDM: lr grows linearly over this many thousand images (0: off)
     ema_halflife_kimg: float = 0.0  # EDM's EMA half-life in thousand images (0: no EMA)
     ema_rampup_ratio: Optional[float] = 0.05  # EDM: half-life <= ratio x images seen so far
+    bf16: bool = False             # bf16 autocast of the forward pass (CUDA only; fp32 weights)
 
 
 def lr_at(cfg: TrainConfig, cur_nimg: int) -> float:
@@ -63,7 +70,9 @@ def build_seeded(make: Callable[[], nn.Module], seed: int) -> nn.Module:
         return make()
 
 
-LossFn = Callable[[nn.Module, torch.Generator], torch.Tensor]   # -> scalar loss
+# loss_fn(model, generator, shard) -> scalar loss over the shard's slice of the global batch.
+# The generator draws the whole global batch's randomness on every rank (see module docstring).
+LossFn = Callable[[nn.Module, torch.Generator, Shard], torch.Tensor]
 
 
 def run_dir_for(cache: Path, name: str, model_config: Any, train_config: TrainConfig) -> Path:
@@ -74,13 +83,16 @@ def run_dir_for(cache: Path, name: str, model_config: Any, train_config: TrainCo
 
 def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
         model_config: Any, desc: str = "train", progress: bool = True,
-        stop_after: Optional[int] = None, ema: Optional[nn.Module] = None) -> dict:
+        stop_after: Optional[int] = None, ema: Optional[nn.Module] = None,
+        shard: Shard = Shard()) -> dict:
     """Train model in place; returns {'seconds', 'final_loss', 'resumed_from', 'cached'}.
 
     run_dir/model.pt (final weights) + run_dir/config.json make a finished run: it is loaded,
     not retrained. run_dir/checkpoint.pt holds the latest resumable state.
     stop_after: stop (with a checkpoint) after this many steps — used to test resumption.
     ema: a copy of model, updated in place with EDM's EMA (required iff cfg.ema_halflife_kimg > 0).
+    shard: this process's rank and the world size (see bench.distributed.init_process_group);
+    with world > 1 the model is wrapped in DistributedDataParallel and rank 0 writes.
     """
     if (cfg.ema_halflife_kimg > 0) != (ema is not None):
         raise ValueError("pass ema (a copy of the model) exactly when ema_halflife_kimg > 0")
@@ -94,13 +106,18 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
                                      "delete the folder or choose another cache")
     if final.exists():
         state = _load(final)
+        shard.barrier()
         _restore(model, state["model"], final)
         if ema is not None:
             _restore(ema, state["ema"], final)
         return {"seconds": state.get("seconds", 0.0), "final_loss": state.get("final_loss"),
                 "resumed_from": cfg.steps, "cached": True}
-    atomic.write_json(cfg_path, config)
+    if shard.is_main:
+        atomic.write_json(cfg_path, config)
+    shard.barrier()
 
+    device = next(model.parameters()).device
+    trained = shard.wrap(model)      # DDP when world > 1, else the model itself
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     step, seconds, history = 0, 0.0, []
@@ -111,17 +128,22 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
             _restore(ema, state["ema"], ckpt)
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])   # the global RNG drives dropout
         step, seconds, history = state["step"], state["seconds"], state["history"]
-    resumed_from = step
+    resumed_from, seconds_at_start = step, seconds
 
     def save(path: Path, final_loss: Optional[float] = None) -> None:
-        atomic.save_torch(path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                 "ema": ema.state_dict() if ema is not None else None,
-                                 "generator": gen.get_state(), "step": step, "seconds": seconds,
-                                 "history": history, "final_loss": final_loss})
+        if shard.is_main:
+            atomic.save_torch(path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                     "ema": ema.state_dict() if ema is not None else None,
+                                     "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                                     "step": step, "seconds": seconds,
+                                     "history": history, "final_loss": final_loss})
+        shard.barrier()
 
-    bar = _progress(cfg.steps, step, desc, progress)
-    log = open(run_dir / "log.jsonl", "a", encoding="utf-8")
+    bar = _progress(cfg.steps, step, desc, progress and shard.is_main)
+    log = open(run_dir / "log.jsonl", "a", encoding="utf-8") if shard.is_main else None
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda")
     running = None
     try:
         while step < cfg.steps:
@@ -129,7 +151,8 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
             cur_nimg = step * cfg.batch_size
             for g in opt.param_groups:
                 g["lr"] = lr_at(cfg, cur_nimg)
-            loss = loss_fn(model, gen)
+            with autocast:
+                loss = loss_fn(trained, gen, shard)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -140,12 +163,17 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
                         p_ema.copy_(p.detach().lerp(p_ema, beta))
             seconds += time.perf_counter() - t0
             step += 1
-            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            value = shard.mean(loss.detach()).item()     # the global batch's loss
+            running = value if running is None else 0.98 * running + 0.02 * value
             if step % cfg.log_every == 0 or step == cfg.steps:
                 history.append((step, running))
-                log.write(json.dumps({"step": step, "loss": running, "seconds": round(seconds, 3)}) + "\n")
+                images_s = (step - resumed_from) * cfg.batch_size / max(seconds - seconds_at_start, 1e-9)
+                if log is not None:
+                    log.write(json.dumps({"step": step, "loss": running, "seconds": round(seconds, 3),
+                                          "images_per_s": round(images_s, 2)}) + "\n")
+                    log.flush()
                 if bar is not None:
-                    bar.set_postfix(loss=f"{running:.4f}", it_s=f"{step / max(seconds, 1e-9):.0f}")
+                    bar.set_postfix(loss=f"{running:.4f}", img_s=f"{images_s:.1f}")
             if bar is not None:
                 bar.update(1)
             if step % cfg.checkpoint_every == 0 and step < cfg.steps:
@@ -155,11 +183,12 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
                 return {"seconds": seconds, "final_loss": running, "resumed_from": resumed_from,
                         "cached": False, "stopped_at": step}
     finally:
-        log.close()
+        if log is not None:
+            log.close()
         if bar is not None:
             bar.close()
     save(final, final_loss=running)
-    if ckpt.exists():
+    if shard.is_main and ckpt.exists():
         ckpt.unlink()
     return {"seconds": seconds, "final_loss": running, "resumed_from": resumed_from, "cached": False}
 

@@ -11,7 +11,7 @@ def _setup():
     x = torch.randn(256, 2)
     y = x[:, :1] * 2 - x[:, 1:]
 
-    def loss_fn(m, gen):
+    def loss_fn(m, gen, shard):
         idx = torch.randint(len(x), (32,), generator=gen)
         noise = 0.1 * torch.randn(32, 1, generator=gen)
         return ((m(x[idx]) - y[idx] - noise) ** 2).mean()
@@ -39,7 +39,7 @@ def test_finished_run_is_reused_not_retrained(tmp_path):
     m1, loss1 = _setup()
     fit(m1, loss1, CFG, tmp_path, {"net": "toy"}, progress=False)
     m2, _ = _setup()
-    info = fit(m2, lambda m, g: pytest.fail("retrained"), CFG, tmp_path, {"net": "toy"}, progress=False)
+    info = fit(m2, lambda m, g, s: pytest.fail("retrained"), CFG, tmp_path, {"net": "toy"}, progress=False)
     assert info["cached"]
     assert all(torch.equal(p, q) for p, q in zip(m1.state_dict().values(), m2.state_dict().values()))
 

@@ -43,11 +43,15 @@ def loss_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
 
 def edm_loss(D: Denoiser, y: torch.Tensor, cfg: EDMLossConfig,
              generator: Optional[torch.Generator] = None,
-             sigma: Optional[torch.Tensor] = None, **cond: Any) -> torch.Tensor:
-    """Per-sample weighted denoising loss, shape [B] (mean over data dimensions)."""
+             sigma: Optional[torch.Tensor] = None, noise: Optional[torch.Tensor] = None,
+             **cond: Any) -> torch.Tensor:
+    """Per-sample weighted denoising loss, shape [B] (mean over data dimensions).
+    sigma [B] and unit noise [B, ...] are drawn from `generator` unless given."""
     if sigma is None:
         sigma = sample_sigma(cfg, y.shape[0], generator, y.device)
-    n = torch.randn(y.shape, generator=generator, device=y.device) * sigma.reshape(-1, *([1] * (y.ndim - 1)))
+    if noise is None:
+        noise = torch.randn(y.shape, generator=generator, device=y.device)
+    n = noise * sigma.reshape(-1, *([1] * (y.ndim - 1)))
     D_yn = D(y + n, sigma, **cond)
     w = loss_weight(sigma, cfg.sigma_data)
     return w * ((D_yn - y) ** 2).flatten(1).mean(1)

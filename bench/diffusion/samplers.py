@@ -71,7 +71,7 @@ def edm_sampler(D: Denoiser, x_T: torch.Tensor, t_steps: torch.Tensor,
         # Increase noise temporarily (Alg. 2 lines 4-6): t_hat = t_cur (1 + gamma).
         gamma = churn.gamma(t_cur, N)
         t_hat = t_cur + gamma * t_cur
-        if gamma > 0:
+        if churn.S_churn > 0:   # EDM draws this noise at every step, gamma = 0 or not
             x = x + math.sqrt(t_hat**2 - t_cur**2) * churn.S_noise * randn_like(x).to(x)
         # Euler step from t_hat to t_next (line 7-8).
         d_cur = (x - Dc(x.float(), torch.tensor(t_hat), **cond).double()) / t_hat

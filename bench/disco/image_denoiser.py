@@ -20,6 +20,11 @@ class DisCoADMDenoiser(nn.Module):
         super().__init__()
         if unet.xattn_dim != context.width:
             raise ValueError(f"U-Net xattn_dim {unet.xattn_dim} must equal the latent context width {context.width}")
+        lowest = unet.img_resolution >> (len(unet.channel_mult) - 1)   # the bottleneck attends too
+        attends = set(unet.attn_resolutions) | {lowest}
+        if not set(context.group_resolutions) <= attends:
+            raise ValueError(f"latent groups go to resolutions {context.group_resolutions}, but the "
+                             f"U-Net has cross-attention only at {sorted(attends)}")
         self.denoiser = EDMPrecond(ADMUNet(unet), sigma_data)
         self.context = LatentContext(context)
 

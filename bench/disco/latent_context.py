@@ -18,10 +18,14 @@ class LatentContextConfig:
     width: int = 192     # token width = the U-Net's xattn_dim (App. D: 192)
     depth: int = 6       # Transformer encoder layers (App. D: 6)
     heads: int = 4
+    group_resolutions: tuple[int, ...] = ()   # () = one group for every cross-attention layer
 
     def __post_init__(self):
+        object.__setattr__(self, "group_resolutions", tuple(int(r) for r in self.group_resolutions))
         if self.width % self.heads:
             raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
+        if self.group_resolutions and self.m % len(self.group_resolutions):
+            raise ValueError(f"m = {self.m} latents do not split into {len(self.group_resolutions)} equal groups")
 
 
 class LatentContext(nn.Module):
@@ -35,6 +39,16 @@ class LatentContext(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, cfg.depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.width)
 
-    def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        """latent weights [B, m, k] (all-zero row = null) -> tokens [B, m, width]."""
-        return self.norm(self.encoder(self.embed(latent) + self.pos))
+        groups = self.cfg.group_resolutions
+        if groups:   # True = masked out: tokens attend within their own group only
+            g = torch.arange(cfg.m) // (cfg.m // len(groups))
+            self.register_buffer("group_mask", g[:, None] != g[None, :], persistent=False)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor | dict[int, torch.Tensor]:
+        """latent weights [B, m, k] (all-zero row = null) -> tokens [B, m, width], or with groups
+        {resolution: tokens [B, m / groups, width]}."""
+        groups = self.cfg.group_resolutions
+        if not groups:
+            return self.norm(self.encoder(self.embed(latent) + self.pos))
+        h = self.norm(self.encoder(self.embed(latent) + self.pos, mask=self.group_mask))
+        return dict(zip(groups, h.chunk(len(groups), dim=1)))

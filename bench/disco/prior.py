@@ -52,6 +52,10 @@ class AutoregressivePrior(nn.Module):
         mask = nn.Transformer.generate_square_subsequent_mask(m, device=z.device)
         return self.head(self.norm(self.blocks(h, mask=mask, is_causal=True)))
 
+    def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """= log_prob (what training calls, so DDP can wrap the prior)."""
+        return self.log_prob(z, y)
+
     def log_prob(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         """[B]: sum_i log p(z_i | z_<i, y)."""
         logp = F.log_softmax(self.logits(z, y), -1)

@@ -3,7 +3,7 @@
 Harnesses that are not built yet are registered too, so `python -m bench list` says so honestly.
 """
 from bench.registry import Harness, register
-from bench.harnesses import table5, toy2d  # noqa: F401  (register table5; figure3, figure4, w2)
+from bench.harnesses import figure10, table5, toy2d  # noqa: F401  (register figure10, table5; figure3, figure4, w2)
 
 _IMAGES = "issue 3 (image DisCo-Diff core) and its follow-ups"
 for _label, _what, _rows, _issue in [
@@ -14,7 +14,6 @@ for _label, _what, _rows, _issue in [
     ("figure6", "Fig. 6: group-hierarchical latents (shape/layout vs colour/texture)", (), _IMAGES),
     ("figure7", "Fig. 7: loss versus sigma; switching latents late in sampling", (), _IMAGES),
     ("figure9", "Fig. 9: samples sharing a discrete latent (ImageNet-64)", (), _IMAGES),
-    ("figure10", "Fig. 10: training loss versus t, ImageNet-64 and -128", (), _IMAGES),
     ("figure13", "Fig. 13: samplers on ImageNet-128 (ODE / DDPM / VDM++ correction)", ("table2.fig13",), _IMAGES),
     ("timing", "Sec. 4.1: sampling cost of the autoregressive prior versus the DM", ("timing",), _IMAGES),
 ]:

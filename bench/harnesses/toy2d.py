@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from bench import atomic, plots
+from bench.distributed import Shard
 from bench.data.mixture2d import Mixture2DConfig, data_std, sample_mixture, sample_mixture_iid
 from bench.diffusion.discretisation import edm_sigma_steps
 from bench.diffusion.loss import EDMLossConfig, edm_loss
@@ -147,7 +148,7 @@ def _train_dm(cfg: Toy2DConfig, r: DMRecipe, x: torch.Tensor, ctx: RunContext, p
     tcfg = dataclasses.replace(r.train, seed=r.train.seed + ctx.seed)
     model = build_seeded(lambda: DM2D(r.model), tcfg.seed)
 
-    def loss_fn(m: DM2D, gen: torch.Generator) -> torch.Tensor:
+    def loss_fn(m: DM2D, gen: torch.Generator, _shard: Shard) -> torch.Tensor:
         y = x[torch.randint(len(x), (tcfg.batch_size,), generator=gen)]
         return edm_loss(m, y, r.loss, gen).mean()
 
@@ -164,7 +165,7 @@ def _train_disco(cfg: Toy2DConfig, r: DisCoRecipe, x: torch.Tensor, ctx: RunCont
     if r.f_init == "data":
         model.init_F_from_data(x, torch.Generator().manual_seed(tcfg.seed))
 
-    def loss_fn(m: DisCo2D, gen: torch.Generator) -> torch.Tensor:
+    def loss_fn(m: DisCo2D, gen: torch.Generator, _shard: Shard) -> torch.Tensor:
         y = x[torch.randint(len(x), (tcfg.batch_size,), generator=gen)]
         w = gumbel_softmax(m.encode_logits(y), r.tau, hard=r.straight_through, generator=gen)
         w = drop_latents(w, r.null_prob, gen)
@@ -183,7 +184,7 @@ def _train_disco(cfg: Toy2DConfig, r: DisCoRecipe, x: torch.Tensor, ctx: RunCont
     ptcfg = dataclasses.replace(cfg.prior_train, seed=cfg.prior_train.seed + ctx.seed)
     prior = build_seeded(lambda: AutoregressivePrior(cfg.prior), ptcfg.seed)
 
-    def prior_loss(p: AutoregressivePrior, g: torch.Generator) -> torch.Tensor:
+    def prior_loss(p: AutoregressivePrior, g: torch.Generator, _shard: Shard) -> torch.Tensor:
         return -p.log_prob(z[torch.randint(len(z), (ptcfg.batch_size,), generator=g)]).mean()
 
     prun = Path(str(run) + "-prior")

@@ -319,14 +319,16 @@ class ADMUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, noise_labels: torch.Tensor,
                 class_labels: Optional[torch.Tensor], augment_labels: Optional[torch.Tensor] = None,
-                latent_tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
+                latent_tokens: Optional[torch.Tensor | Mapping[int, torch.Tensor]] = None) -> torch.Tensor:
         # x [B, Cin, R, R], noise_labels [B], class_labels [B, label_dim] (one-hot) or None,
-        # augment_labels [B, augment_dim] or None, latent_tokens [B, L, xattn_dim] or None
-        # -> [B, Cout, R, R].
+        # augment_labels [B, augment_dim] or None -> [B, Cout, R, R].
+        # latent_tokens: [B, L, xattn_dim] for every cross-attention layer, or (group-hierarchical
+        # DisCo-Diff, Fig. 5) {resolution: [B, L_g, xattn_dim]} for the decoder's layers at that
+        # resolution only; other cross-attention layers are then skipped.
         if latent_tokens is not None and self.cfg.xattn_dim:
-            if latent_tokens.ndim != 3 or latent_tokens.shape[-1] != self.cfg.xattn_dim:
-                raise ValueError(f"latent_tokens must be [B, L, {self.cfg.xattn_dim}], "
-                                 f"got {tuple(latent_tokens.shape)}")
+            for t in (latent_tokens.values() if isinstance(latent_tokens, Mapping) else [latent_tokens]):
+                if t.ndim != 3 or t.shape[-1] != self.cfg.xattn_dim:
+                    raise ValueError(f"latent_tokens must be [B, L, {self.cfg.xattn_dim}], got {tuple(t.shape)}")
         if not self.cfg.xattn_dim:
             latent_tokens = None  # no cross-attention layers: exactly EDM
 
@@ -346,16 +348,19 @@ class ADMUNet(nn.Module):
         emb = silu(emb)
 
         # Encoder: every module's output is a skip.
+        grouped = isinstance(latent_tokens, Mapping)
         skips: list[torch.Tensor] = []
         for mod in self.enc.values():
-            x = mod(x, emb, latent_tokens) if isinstance(mod, ADMBlock) else mod(x)
+            x = mod(x, emb, None if grouped else latent_tokens) if isinstance(mod, ADMBlock) else mod(x)
             skips.append(x)
 
         # Decoder: concatenate a skip whenever the block expects more channels (EDM's rule).
         for blk in self.dec.values():
             if x.shape[1] != blk.in_channels:
                 x = torch.cat([x, skips.pop()], dim=1)
-            x = blk(x, emb, latent_tokens)
+            # Output resolution of an up block is twice its input's.
+            res = x.shape[-1] * (2 if blk.conv0.up else 1)
+            x = blk(x, emb, latent_tokens.get(res) if grouped else latent_tokens)
         return self.out_conv(silu(self.out_norm(x)))
 
 

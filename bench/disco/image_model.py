@@ -1,0 +1,110 @@
+"""Image diffusion model for training: the EDM baseline, or DisCo-Diff's first stage (ViT
+encoder + Gumbel-Softmax latents + the latent-conditioned ADM denoiser, trained end to end,
+Algorithm 1 / App. D).
+
+`forward` returns the per-sample EDM loss for randomness drawn outside (`draw_batch`), so that
+under DDP every rank draws the whole global batch from one generator and keeps its slice: N
+processes compute exactly what one process would.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import torch
+from torch import nn
+
+from bench.diffusion.loss import EDMLossConfig, edm_loss, sample_sigma
+from bench.diffusion.preconditioning import EDMPrecond
+from bench.disco.gumbel import gumbel_noise
+from bench.disco.image_denoiser import DisCoADMDenoiser
+from bench.disco.latent_context import LatentContextConfig
+from bench.nets.adm_unet import ADMUNet, ADMUNetConfig
+from bench.nets.vit_encoder import ViTEncoder, ViTEncoderConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageModelConfig:
+    unet: ADMUNetConfig
+    sigma_data: float = 0.5                        # EDM: 0.5 for images in [-1, 1]
+    encoder: Optional[ViTEncoderConfig] = None     # None: the EDM baseline (no latents)
+    context: Optional[LatentContextConfig] = None  # required with an encoder
+    tau: float = 1.0                               # Gumbel-Softmax temperature in training (App. D)
+    latent_dropout: float = 0.1                    # p(null latent) in training (App. B)
+
+    def __post_init__(self) -> None:
+        if (self.encoder is None) != (self.context is None):
+            raise ValueError("a DisCo-Diff model needs both an encoder and a latent context; EDM neither")
+        if self.encoder is None:
+            if self.unet.xattn_dim:
+                raise ValueError("the EDM baseline has no latents: set unet.xattn_dim = 0")
+            return
+        e, c = self.encoder, self.context
+        if (e.m, e.k) != (c.m, c.k):
+            raise ValueError(f"encoder latents (m={e.m}, k={e.k}) != context latents (m={c.m}, k={c.k})")
+        if (e.img_resolution, e.in_channels) != (self.unet.img_resolution, self.unet.in_channels):
+            raise ValueError("encoder and U-Net disagree on resolution or channels")
+
+    @property
+    def disco(self) -> bool:
+        return self.encoder is not None
+
+
+@dataclasses.dataclass
+class BatchDraw:
+    """The randomness of one global training batch (every tensor [B, ...])."""
+    index: torch.Tensor             # [B] dataset rows
+    sigma: torch.Tensor             # [B] noise levels
+    noise: torch.Tensor             # [B, C, H, W] unit Gaussian noise
+    gumbel: Optional[torch.Tensor]  # [B, m, k] Gumbel(0, 1) noise, DisCo-Diff only
+    keep: Optional[torch.Tensor]    # [B] 1 = keep the latents, 0 = null latent
+
+    def take(self, shard) -> "BatchDraw":
+        f = lambda t: None if t is None else shard.take(t)  # noqa: E731
+        return BatchDraw(f(self.index), f(self.sigma), f(self.noise), f(self.gumbel), f(self.keep))
+
+
+def draw_batch(cfg: ImageModelConfig, loss: EDMLossConfig, n_data: int, batch: int,
+               generator: torch.Generator) -> BatchDraw:
+    """All random draws of one step, in a fixed order, on the CPU (device-independent)."""
+    u = cfg.unet
+    index = torch.randint(n_data, (batch,), generator=generator)
+    sigma = sample_sigma(loss, batch, generator)
+    noise = torch.randn(batch, u.in_channels, u.img_resolution, u.img_resolution, generator=generator)
+    gumbel = keep = None
+    if cfg.disco:
+        gumbel = gumbel_noise(torch.Size([batch, cfg.encoder.m, cfg.encoder.k]), generator)
+        keep = (torch.rand(batch, generator=generator) >= cfg.latent_dropout).float()
+    return BatchDraw(index, sigma, noise, gumbel, keep)
+
+
+class ImageDiffusionModel(nn.Module):
+    def __init__(self, cfg: ImageModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        if cfg.disco:
+            self.denoiser = DisCoADMDenoiser(cfg.unet, cfg.context, cfg.sigma_data)
+            self.encoder: Optional[ViTEncoder] = ViTEncoder(cfg.encoder)
+        else:
+            self.denoiser = EDMPrecond(ADMUNet(cfg.unet), cfg.sigma_data)
+            self.encoder = None
+
+    def latent_weights(self, y: torch.Tensor, gumbel: torch.Tensor, tau: float) -> torch.Tensor:
+        """Clean images [B, C, H, W] -> Gumbel-Softmax weights [B, m, k] (Jang et al. 2017)."""
+        return torch.softmax((self.encoder(y) + gumbel.to(y)) / tau, dim=-1)
+
+    def forward(self, y: torch.Tensor, class_labels: Optional[torch.Tensor], draw: BatchDraw,
+                loss: EDMLossConfig) -> torch.Tensor:
+        """y [B, C, H, W] in [-1, 1], class_labels one-hot [B, label_dim] or None, draw on y's
+        device -> per-sample EDM loss [B] (EDM Eq. 2 with lambda(sigma), DisCo-Diff Eq. 3)."""
+        cond = {"class_labels": class_labels}
+        if self.encoder is not None:
+            w = self.latent_weights(y, draw.gumbel, self.cfg.tau)
+            cond["latent"] = w * draw.keep.to(w)[:, None, None]      # all-zero rows = null latent
+        return edm_loss(self.denoiser, y, loss, sigma=draw.sigma, noise=draw.noise, **cond)
+
+    @torch.no_grad()
+    def extract_latents(self, y: torch.Tensor, gumbel: torch.Tensor, tau: float = 0.01) -> torch.Tensor:
+        """Stage 2 input (Algorithm 2): z = argmax of the Gumbel-Softmax sample at tau (0.01 in
+        App. D; at that temperature the soft sample is one-hot to float precision) -> [B, m]."""
+        return self.latent_weights(y, gumbel, tau).argmax(-1)

@@ -1,0 +1,407 @@
+"""Convert NVlabs/edm network pickles and plain state dicts into DisCo-Bench sampling checkpoints,
+without executing any code from the pickle.
+
+`python -m bench import-edm SRC --out CKPT [--config JSON | --preset imagenet64] [--sigma-data S]`
+
+What an EDM pickle holds (NVlabs/edm, commit 0a2ff34):
+  * training/training_loop.py writes `pickle.dump(dict(ema=..., loss_fn=..., augment_pipe=...,
+    dataset_kwargs=dict(...)), f)` (default protocol); generate.py reads `pickle.load(f)['ema']`.
+  * Every network class in training/networks.py is `@persistence.persistent_class`. Such an object
+    reduces (torch_utils/persistence.py, `Decorator.__reduce__`) to
+    `torch_utils.persistence._reconstruct_persistent_obj(meta)` with
+    `meta = dict(type='class', version=6, module_src=<source of the whole module>,
+    class_name=<e.g. 'EDMPrecond'>, state=<obj.__dict__>)`. A normal unpickle *exec()s module_src*;
+    here that function is replaced by `_reconstruct_persistent_obj` below, which only records
+    `class_name` and `state`. The decorator also stores the constructor arguments in the state as
+    `_init_args` (tuple) and `_init_kwargs` (dict), or None when `_record_init_args` is False.
+  * `state` is a torch.nn.Module `__dict__`: `_parameters`, `_buffers` (OrderedDicts, values may
+    be None), `_non_persistent_buffers_set`, `_modules`, hook dicts, plus plain attributes.
+    `DhariwalUNet.enc`/`.dec` are plain `torch.nn.ModuleDict`s (pickled by class reference, NEWOBJ +
+    BUILD); they become `TorchModuleRecord`s here.
+  * Tensors reduce to `torch._utils._rebuild_tensor_v2` / `_rebuild_parameter` over a storage
+    pickled as `torch.storage._load_from_bytes(<legacy torch.save bytes>)`, whose torch version
+    calls `torch.load(..., weights_only=False)`; here it is replaced by a `weights_only=True` load
+    (checked in this environment: torch 2.13 emits exactly these globals for `pickle.dump`).
+  * UNetBlock/Linear init kwargs contain numpy float64 (`np.sqrt(1/3)`), pickled as
+    `numpy(._)core.multiarray.scalar(numpy.dtype('f8'), <8 bytes>)`: decoded here from the bytes.
+  * `EDMPrecond` attributes: img_resolution, img_channels, label_dim, use_fp16, sigma_min,
+    sigma_max, sigma_data; its network is the sub-module `model` (ours: `net`), built as
+    `DhariwalUNet(img_resolution, in_channels=img_channels, out_channels=img_channels, label_dim,
+    **model_kwargs)`. EDM's DhariwalUNet fixes `channels_per_head=64`.
+"""
+from __future__ import annotations
+
+import _compat_pickle
+import argparse
+import collections
+import dataclasses
+import hashlib
+import io
+import json
+import pickle
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import torch
+
+from bench.checkpoints import CheckpointError, DenoiserCheckpoint
+from bench.diffusion.preconditioning import EDMPrecond
+from bench.nets.adm_unet import ADMUNet, ADMUNetConfig, EDMStateDictError, load_edm_state_dict
+
+SUPPORTED = "only EDMPrecond + DhariwalUNet (ADM) is supported"
+PRESETS = {"imagenet64": ADMUNetConfig.imagenet64}
+
+# NVlabs/edm training/networks.py, DhariwalUNet.__init__: positional order of its arguments.
+# Defaults of the optional ones equal ADMUNetConfig's defaults (192, [1,2,3,4], 4, 3, [32,16,8],
+# 0.10, 0), so arguments that were not recorded fall back to the same values as in EDM.
+DHARIWAL_ARGS = ("img_resolution", "in_channels", "out_channels", "label_dim", "augment_dim",
+                 "model_channels", "channel_mult", "channel_mult_emb", "num_blocks",
+                 "attn_resolutions", "dropout", "label_dropout")
+# EDMPrecond.__init__ positional order; everything else in its kwargs goes to the model.
+EDMPRECOND_ARGS = ("img_resolution", "img_channels", "label_dim", "use_fp16", "sigma_min",
+                   "sigma_max", "sigma_data", "model_type")
+
+
+class EDMImportError(ValueError):
+    """SRC is not a convertible EDM network (wrong format, refused content, unsupported class)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Harmless stand-ins for the globals an EDM pickle references.
+
+@dataclasses.dataclass
+class PersistentRecord:
+    """What `_reconstruct_persistent_obj(meta)` would have rebuilt, as inert data."""
+    class_name: str
+    state: dict[str, Any]
+    version: Any = None
+
+
+class TorchModuleRecord:
+    """Stand-in for a plain torch.nn container (e.g. ModuleDict); keeps the pickled __dict__."""
+    torch_class = "torch.nn.Module"
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] = {}
+
+    def __setstate__(self, state: Any) -> None:   # pickle BUILD
+        if not isinstance(state, dict):
+            raise EDMImportError(f"unexpected pickled state for {self.torch_class}: {type(state).__name__}")
+        self.state = dict(state)
+
+
+class EasyDict(dict):
+    """Stand-in for dnnlib.util.EasyDict (a dict with attribute access; nothing else needed)."""
+
+
+def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
+    # Replaces torch_utils.persistence._reconstruct_persistent_obj: module_src is never executed.
+    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("class_name"), str):
+        raise EDMImportError("malformed persistent-object record (expected meta dict with type='class')")
+    state = meta.get("state") or {}
+    if not isinstance(state, dict):
+        raise EDMImportError(f"persistent {meta['class_name']}: state is {type(state).__name__}, not a dict")
+    return PersistentRecord(meta["class_name"], dict(state), meta.get("version"))
+
+
+def _load_storage_from_bytes(b: bytes) -> Any:
+    # Replaces torch.storage._load_from_bytes, which uses torch.load(weights_only=False).
+    if not isinstance(b, (bytes, bytearray)):
+        raise EDMImportError("malformed tensor storage record")
+    return torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
+
+
+def _codecs_encode(obj: str, encoding: str = "latin1") -> bytes:
+    # Protocol-2 pickles spell bytes as _codecs.encode(str, 'latin1'); allow nothing else.
+    if encoding not in ("latin1", "latin-1") or not isinstance(obj, str):
+        raise EDMImportError(f"refusing _codecs.encode with encoding {encoding!r}")
+    return obj.encode("latin1")
+
+
+def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
+    # Replaces numpy.core.multiarray.scalar for plain numeric dtypes; returns a Python number.
+    import numpy as np
+
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes):
+        raise EDMImportError("refusing a numpy scalar that is not plain numeric data")
+    return np.frombuffer(data, dtype=dtype)[0].item()
+
+
+def _allowed_globals() -> dict[str, Any]:
+    import numpy as np
+
+    allowed: dict[str, Any] = {
+        "torch_utils.persistence._reconstruct_persistent_obj": _reconstruct_persistent_obj,
+        "dnnlib.util.EasyDict": EasyDict, "dnnlib.EasyDict": EasyDict,
+        "torch.storage._load_from_bytes": _load_storage_from_bytes,
+        "_codecs.encode": _codecs_encode,
+        "numpy.core.multiarray.scalar": _numpy_scalar, "numpy._core.multiarray.scalar": _numpy_scalar,
+        "numpy.dtype": np.dtype,
+        "collections.OrderedDict": collections.OrderedDict,
+        "builtins.set": set, "builtins.frozenset": frozenset, "builtins.bytearray": bytearray,
+        "torch.device": torch.device, "torch.Size": torch.Size,
+    }
+    # The tensor rebuild functions torch's own weights_only unpickler allows (those that exist).
+    for name in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
+                 "_rebuild_parameter_with_state"):
+        if hasattr(torch._utils, name):
+            allowed[f"torch._utils.{name}"] = getattr(torch._utils, name)
+    for name in dir(torch):   # dtypes, e.g. torch.float32
+        if isinstance(getattr(torch, name, None), torch.dtype):
+            allowed[f"torch.{name}"] = getattr(torch, name)
+    return allowed
+
+
+class SafeEDMUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only an explicit allowlist of globals (see module docstring)."""
+
+    def __init__(self, file: Any) -> None:
+        super().__init__(file)
+        self._allowed = _allowed_globals()
+        self._module_records: dict[str, type] = {}   # per load: a pickle cannot alter later loads
+
+    def find_class(self, module: str, name: str) -> Any:
+        # Protocol <= 2 pickles use Python 2 names (__builtin__.set); map them like pickle does.
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        key = f"{module}.{name}"
+        if key in self._allowed:
+            return self._allowed[key]
+        if module.startswith("torch.nn.modules.") and name.isidentifier() and name[:1].isupper():
+            # Plain torch.nn containers (ModuleDict, ...): an inert record, torch's class is not used.
+            return self._module_records.setdefault(
+                key, type(name, (TorchModuleRecord,), {"torch_class": key}))
+        raise EDMImportError(f"refusing to load global {key!r}: not on the EDM-pickle allowlist "
+                             "(the file may contain code; nothing was executed)")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise EDMImportError(f"refusing persistent id {str(pid)[:80]!r}: EDM network pickles have none")
+
+
+def load_edm_pickle(path: Path) -> Any:
+    """Unpickle `path` with `SafeEDMUnpickler`; every failure becomes an EDMImportError."""
+    try:
+        with open(path, "rb") as f:
+            return SafeEDMUnpickler(f).load()
+    except EDMImportError as e:
+        raise EDMImportError(f"{path}: {e}") from e
+    except OSError:
+        raise
+    except EOFError as e:
+        raise EDMImportError(f"{path}: file is truncated (pickle data ends early): {e}") from e
+    except pickle.UnpicklingError as e:
+        what = "file is truncated" if "truncated" in str(e) else "not a pickle file"
+        raise EDMImportError(f"{path}: {what} ({e}); expected an NVlabs/edm network pickle "
+                             "or a torch.save'd state dict") from e
+    except Exception as e:   # a whitelisted constructor got arguments it rejects
+        raise EDMImportError(f"{path}: malformed EDM pickle ({type(e).__name__}: {e})") from e
+
+
+# ---------------------------------------------------------------------------------------------
+# From records to an ADMUNetConfig and a state dict.
+
+def _as_dict(x: Any) -> dict[str, Any]:
+    return x.state if isinstance(x, (PersistentRecord, TorchModuleRecord)) else {}
+
+
+def _collect_state(node: Any, prefix: str, out: dict[str, torch.Tensor]) -> None:
+    """Walk `_parameters` / `_buffers` / `_modules` like nn.Module.state_dict() does."""
+    state = _as_dict(node)
+    skip = set(state.get("_non_persistent_buffers_set") or ())
+    for kind in ("_parameters", "_buffers"):
+        for name, t in (state.get(kind) or {}).items():
+            if t is None or (kind == "_buffers" and name in skip):
+                continue
+            if not isinstance(t, torch.Tensor):
+                raise EDMImportError(f"{prefix}{name}: expected a tensor, found {type(t).__name__}")
+            out[prefix + name] = t.detach()
+    for name, child in (state.get("_modules") or {}).items():
+        if child is None:
+            continue
+        if not isinstance(child, (PersistentRecord, TorchModuleRecord)):
+            raise EDMImportError(f"{prefix}{name}: unexpected sub-module {type(child).__name__}")
+        _collect_state(child, f"{prefix}{name}.", out)
+
+
+def _named_args(args: Any, kwargs: Any, names: Sequence[str], who: str) -> dict[str, Any]:
+    args, kwargs = tuple(args or ()), dict(kwargs or {})
+    if len(args) > len(names):
+        raise EDMImportError(f"{who}: {len(args)} positional arguments recorded, at most {len(names)} known")
+    out = dict(zip(names, args))
+    out.update(kwargs)
+    return out
+
+
+def unet_config_from_records(precond: PersistentRecord, unet: PersistentRecord) -> ADMUNetConfig:
+    """ADMUNetConfig from DhariwalUNet's recorded init args (else EDMPrecond's), EDM defaults."""
+    if unet.state.get("_init_kwargs") is not None:
+        kw = _named_args(unet.state.get("_init_args"), unet.state["_init_kwargs"], DHARIWAL_ARGS, "DhariwalUNet")
+    elif precond.state.get("_init_kwargs") is not None:
+        kw = _named_args(precond.state.get("_init_args"), precond.state["_init_kwargs"], EDMPRECOND_ARGS, "EDMPrecond")
+        ch = kw.pop("img_channels", None)
+        for k in ("use_fp16", "sigma_min", "sigma_max", "sigma_data", "model_type"):
+            kw.pop(k, None)
+        kw.update(in_channels=ch, out_channels=ch)
+    else:
+        raise EDMImportError("the pickle records no constructor arguments for DhariwalUNet or "
+                             "EDMPrecond; convert its state dict with --config instead")
+    unknown = sorted(set(kw) - set(DHARIWAL_ARGS))
+    if unknown:
+        raise EDMImportError(f"DhariwalUNet arguments not supported by ADMUNetConfig: {unknown}")
+    missing = [k for k in DHARIWAL_ARGS[:3] if kw.get(k) is None]
+    if missing:
+        raise EDMImportError(f"DhariwalUNet arguments missing from the pickle: {missing}")
+    try:
+        return ADMUNetConfig(**kw)   # channels_per_head=64 and xattn_dim=0: EDM's ADM
+    except (TypeError, ValueError) as e:
+        raise EDMImportError(f"DhariwalUNet arguments do not form a valid ADMUNetConfig: {e}") from e
+
+
+def _checkpoint(cfg: ADMUNetConfig, sigma_data: float, state: Mapping[str, torch.Tensor], prefix: str,
+                source: str, path: Path) -> DenoiserCheckpoint:
+    model = EDMPrecond(ADMUNet(cfg), sigma_data)
+    try:
+        load_edm_state_dict(model.net, state, prefix=prefix)
+    except EDMStateDictError as e:
+        raise EDMImportError(f"{path}: {e}") from e
+    return DenoiserCheckpoint(unet=cfg, sigma_data=float(sigma_data), denoiser=model.state_dict(), source=source)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def convert_edm_pickle(path: Path, data: Any = None) -> DenoiserCheckpoint:
+    """EDM network pickle (dict with 'ema', or the network itself) -> DenoiserCheckpoint."""
+    path = Path(path)
+    if data is None:
+        data = load_edm_pickle(path)
+    net = data.get("ema") if isinstance(data, dict) else data
+    if not isinstance(net, PersistentRecord):
+        keys = sorted(map(str, data)) if isinstance(data, dict) else None
+        raise EDMImportError(f"{path}: no EDM network found (expected a dict with 'ema' or a "
+                             f"persistent network object; top level is {type(data).__name__}"
+                             + (f" with keys {keys})" if keys is not None else ")"))
+    model = (net.state.get("_modules") or {}).get("model")
+    model_name = model.class_name if isinstance(model, PersistentRecord) else type(model).__name__
+    if net.class_name != "EDMPrecond" or model_name != "DhariwalUNet":
+        raise EDMImportError(f"{path}: network is {net.class_name}({model_name}); {SUPPORTED}")
+    cfg = unet_config_from_records(net, model)
+    st = net.state
+    for attr, want in (("img_resolution", cfg.img_resolution), ("img_channels", cfg.in_channels),
+                       ("img_channels", cfg.out_channels), ("label_dim", cfg.label_dim)):
+        if attr in st and st[attr] != want:
+            raise EDMImportError(f"{path}: EDMPrecond.{attr}={st[attr]!r} disagrees with DhariwalUNet ({want!r})")
+    if "sigma_data" not in st:
+        raise EDMImportError(f"{path}: EDMPrecond has no sigma_data attribute")
+    state: dict[str, torch.Tensor] = {}
+    _collect_state(net, "", state)
+    source = f"EDM pickle {path.name} ['ema'] sha256:{_sha256(path)[:16]}"
+    return _checkpoint(cfg, float(st["sigma_data"]), state, "model.", source, path)
+
+
+def load_unet_config(path: Path) -> ADMUNetConfig:
+    """ADMUNetConfig from a JSON object of its fields."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise EDMImportError(f"{path}: cannot read the config JSON ({e})") from e
+    fields = {f.name for f in dataclasses.fields(ADMUNetConfig)}
+    if not isinstance(d, dict) or set(d) - fields:
+        raise EDMImportError(f"{path}: expected a JSON object of ADMUNetConfig fields; unknown: "
+                             f"{sorted(set(d) - fields) if isinstance(d, dict) else type(d).__name__}")
+    try:
+        return ADMUNetConfig(**d)
+    except (TypeError, ValueError) as e:
+        raise EDMImportError(f"{path}: invalid ADMUNetConfig ({e})") from e
+
+
+def convert_state_dict(path: Path, unet: ADMUNetConfig, sigma_data: float = 0.5) -> DenoiserCheckpoint:
+    """torch.save'd state dict (EDMPrecond keys `model.*`, ours `net.*`, or bare DhariwalUNet keys)."""
+    path = Path(path)
+    if unet.xattn_dim:
+        raise EDMImportError("an EDM state dict has no cross-attention weights: use xattn_dim=0")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise EDMImportError(f"{path}: not a loadable torch state dict ({e})") from e
+    if not isinstance(sd, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in sd.items()):
+        raise EDMImportError(f"{path}: expected a flat {{name: tensor}} state dict, got {type(sd).__name__}")
+    prefix = next((p for p in ("model.", "net.") if any(k.startswith(p) for k in sd)), "")
+    source = f"state dict {path.name} sha256:{_sha256(path)[:16]}"
+    return _checkpoint(unet, sigma_data, sd, prefix, source, path)
+
+
+def convert(src: Path, unet: Optional[ADMUNetConfig] = None,
+            sigma_data: Optional[float] = None) -> DenoiserCheckpoint:
+    """Dispatch on the file: zip (torch.save) or legacy torch.save -> state dict; else EDM pickle.
+
+    For a pickle, `unet` / `sigma_data` are optional cross-checks; for a state dict `unet` is required.
+    """
+    src = Path(src)
+    if not src.is_file():
+        raise EDMImportError(f"{src}: no such file")
+    data = None
+    if not zipfile.is_zipfile(src):
+        data = load_edm_pickle(src)
+    # A legacy (non-zip) torch.save file starts with a pickle of torch's magic number.
+    if data is None or (type(data) is int and data == torch.serialization.MAGIC_NUMBER):
+        if unet is None:
+            raise EDMImportError(f"{src}: a plain state dict carries no architecture: pass "
+                                 f"--config FILE.json or --preset {'|'.join(PRESETS)}")
+        return convert_state_dict(src, unet, 0.5 if sigma_data is None else sigma_data)
+    ckpt = convert_edm_pickle(src, data)
+    if unet is not None and unet != ckpt.unet:
+        diff = {f.name: (getattr(unet, f.name), getattr(ckpt.unet, f.name))
+                for f in dataclasses.fields(ADMUNetConfig) if getattr(unet, f.name) != getattr(ckpt.unet, f.name)}
+        raise EDMImportError(f"{src}: the given config disagrees with the pickle (given, pickle): {diff}")
+    if sigma_data is not None and sigma_data != ckpt.sigma_data:
+        raise EDMImportError(f"{src}: --sigma-data {sigma_data} disagrees with the pickle's {ckpt.sigma_data}")
+    return ckpt
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench import-edm",
+        description="Convert an NVlabs/edm network pickle (or a plain state dict) into a DisCo-Bench "
+                    "sampling checkpoint, without executing code from the pickle.")
+    parser.add_argument("src", type=Path, help="EDM .pkl (e.g. edm-imagenet-64x64-cond-adm.pkl, "
+                                               "network-snapshot-*.pkl) or a torch.save'd state dict")
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint to write (.pt)")
+    arch = parser.add_mutually_exclusive_group()
+    arch.add_argument("--config", type=Path, help="JSON of ADMUNetConfig fields (state dicts)")
+    arch.add_argument("--preset", choices=sorted(PRESETS), help="named ADMUNetConfig (state dicts)")
+    parser.add_argument("--sigma-data", type=float, default=None,
+                        help="EDM sigma_data for state dicts (default 0.5); must match for pickles")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:   # --help (0) or a usage error (2): return instead of exiting
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        if args.out.resolve() == args.src.resolve():
+            raise EDMImportError("--out must differ from SRC")
+        unet = (load_unet_config(args.config) if args.config else
+                PRESETS[args.preset]() if args.preset else None)
+        ckpt = convert(args.src, unet, args.sigma_data)
+        # Rebuild exactly as `bench sample` will (strict load) before anything is written.
+        n_params = sum(p.numel() for p in ckpt.build_denoiser().parameters())
+        ckpt.save(args.out)   # atomic: never a half-written file
+    except (EDMImportError, CheckpointError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    c = ckpt.unet
+    print(f"imported {ckpt.source}: {n_params / 1e6:.2f}M parameters, "
+          f"{c.img_resolution}x{c.img_resolution}x{c.in_channels}, label_dim={c.label_dim}, "
+          f"sigma_data={ckpt.sigma_data:g} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Fig. 10 (a) / Fig. 7 left: training loss versus sigma for EDM and DisCo-Diff, ImageNet-64
+panel (claim 3: the latents cut the loss mostly at large sigma).
+
+Runs the whole image pipeline on the scale's preset: stage 1 for both models, DisCo-Diff's
+stage 2 (latents at tau = 0.01, autoregressive prior), then the loss of held-out images at fixed
+sigmas (same noise and Gumbel draws for both), and a sample grid per model (Heun, per-sample
+seeds, counted NFE). The `setting` "ImageNet-64" names the paper's panel; the `dataset` column
+says what was actually used (a stand-in below paper scale).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench import atomic, plots
+from bench.diffusion.seeds import format_seeds
+from bench.image_pipeline import (ImageTensors, SamplerSpec, generate, load_preset_dataset, loss_versus_sigma,
+                                  train_prior, train_stage1)
+from bench.image_presets import image_preset
+from bench.provenance import device_name, git_sha
+from bench.registry import RunContext, describe_variant, harness
+from bench.rows import Row
+
+PANEL = "ImageNet-64"
+VARIANT = "scale preset"
+describe_variant(VARIANT, "the scale's preset (bench/image_presets.py): below paper scale, smaller nets "
+                 "trained from scratch on a stand-in dataset for the same steps (EDM and DisCo-Diff alike), "
+                 "not EDM's ImageNet-64 network fine-tuned")
+SIGMAS = np.geomspace(0.01, 80.0, 16)   # Fig. 7 plots t in [0, 50] with a 0.01..1 inset
+HIGH_SIGMA, LOW_SIGMA = 10.0, 0.1       # "large t" / "small t" bins of claim 3
+N_EVAL = {"smoke": 256, "small": 1000, "paper": 10_000}
+N_SAMPLES = {"smoke": 16, "small": 64, "paper": 64}
+
+
+@harness("figure10", "Fig. 10 / Fig. 7 left: training loss versus sigma, EDM vs DisCo-Diff (image pipeline end to end)", ())
+def figure10(ctx: RunContext) -> list[Row]:
+    presets = [image_preset(label, ctx.scale) for label in ("EDM", "DisCo-Diff")]
+    if ctx.dry_run:
+        for p in presets:
+            n = sum(x.numel() for x in _meta_model(p).parameters())
+            print(f"{p.label} [{p.scale}]: data {p.dataset}, {n:,} parameters (denoiser + encoder), "
+                  f"{p.train.steps} steps x {p.train.batch_size}")
+        return []
+    device = torch.device(ctx.device)
+    out = Path(ctx.out) / ctx.scale
+    train_data = load_preset_dataset(presets[0], "train")
+    test_data = load_preset_dataset(presets[0], "test")
+    n_eval = min(N_EVAL[ctx.scale], len(test_data))
+    common = dict(scale=ctx.scale, dataset=train_data.name, device=device_name(ctx.device), git_sha=git_sha())
+    rows: list[Row] = []
+    curves: dict[str, np.ndarray] = {}
+    for p in presets:
+        t0 = time.perf_counter()
+        s1 = train_stage1(p, train_data, ctx.cache, ctx.seed, device)
+        steps_run = p.train.steps
+        rows.append(Row("figure10", "", p.label, VARIANT, PANEL, "train_images_per_s",
+                        steps_run * p.train.batch_size / max(s1.info["seconds"], 1e-9),
+                        n_samples=steps_run * p.train.batch_size, seeds=str(ctx.seed),
+                        seconds=s1.info["seconds"], **common))
+        prior, latent_shape = None, None
+        if p.model.disco:
+            s2 = train_prior(p, s1, train_data, ctx.seed, device)
+            prior, latent_shape = s2.prior, (p.prior.m, p.prior.k)
+            used = len(torch.unique(s2.codes.flatten()))
+            rows.append(Row("figure10", "", p.label, VARIANT, PANEL, "prior_nll_nats_per_latent",
+                            float(s2.info["final_loss"]), seeds=str(ctx.seed), seconds=s2.info["seconds"], **common))
+            rows.append(Row("figure10", "", p.label, VARIANT, PANEL, "codes_used_of_k",
+                            float(used), n_samples=len(s2.codes), seeds=str(ctx.seed), **common))
+        tensors = ImageTensors.of(_first(test_data, n_eval), p.model.unet.label_dim, device)
+        t1 = time.perf_counter()
+        curve = loss_versus_sigma(s1.ema, tensors, SIGMAS, p.loss, seed=ctx.seed)
+        curves[p.label] = curve
+        for s, v in zip(SIGMAS, curve):
+            rows.append(Row("figure10", "", p.label, VARIANT, f"sigma={s:.4g}", "loss", float(v),
+                            n_samples=n_eval, seeds=str(ctx.seed), seconds=time.perf_counter() - t1, **common))
+        for metric, sel in (("loss_high_sigma", SIGMAS >= HIGH_SIGMA), ("loss_low_sigma", SIGMAS <= LOW_SIGMA)):
+            rows.append(Row("figure10", "", p.label, VARIANT, PANEL, metric, float(curve[sel].mean()),
+                            n_samples=n_eval, seeds=str(ctx.seed), **common))
+        seeds = list(range(N_SAMPLES[ctx.scale]))
+        u = p.model.unet
+        t2 = time.perf_counter()
+        g = generate(s1.ema.denoiser, seeds, SamplerSpec("heun", p.sampler_steps),
+                     img_shape=(u.in_channels, u.img_resolution, u.img_resolution), label_dim=u.label_dim,
+                     prior=prior, latent_shape=latent_shape, device=device)
+        dt = time.perf_counter() - t2
+        rows.append(Row("figure10", "", p.label, VARIANT, PANEL, "sample_images_per_s", len(seeds) / dt,
+                        nfe=str(g.nfe), n_samples=len(seeds), seeds=format_seeds(seeds), seconds=dt, **common))
+        plots.image_grid(g.images, out / f"figure10_samples_{_file(p.label)}.png")
+        print(f"  {p.label}: trained in {s1.info['seconds']:.0f} s, total {time.perf_counter() - t0:.0f} s")
+    npz = atomic.save_npz(out / "figure10_data.npz", sigmas=SIGMAS,
+                          **{f"loss__{k}": v for k, v in curves.items()})
+    plots.loss_versus_sigma(npz, out / "figure10.png",
+                            f"loss vs sigma, {train_data.name}, {ctx.scale} scale (held-out n={n_eval})")
+    return rows
+
+
+def _first(data, n):
+    import dataclasses
+
+    return dataclasses.replace(data, images=data.images[:n], labels=None if data.labels is None else data.labels[:n])
+
+
+def _file(label: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in label).strip("_")
+
+
+def _meta_model(p):
+    from bench.disco.image_model import ImageDiffusionModel
+
+    with torch.device("meta"):
+        return ImageDiffusionModel(p.model)
