@@ -11,13 +11,14 @@ from bench.provenance import REPO_ROOT, git_sha
 from bench.registry import SCALES, RunContext, load_all, with_siblings
 
 COMMANDS = ("list", "all", "report")
+TOOLS = ("import-edm", "sample")   # commands with their own flags (see --help of each)
 
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):  # exit 2 with the valid choices named
         self.print_usage(sys.stderr)
         harnesses = ", ".join(load_all())
-        self.exit(2, f"{self.prog}: error: {message}\n  commands: {', '.join(COMMANDS)}\n"
+        self.exit(2, f"{self.prog}: error: {message}\n  commands: {', '.join(COMMANDS + TOOLS)}\n"
                      f"  harnesses: {harnesses}\n  scales: {', '.join(SCALES)}\n")
 
 
@@ -26,7 +27,8 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m bench",
                        description="DisCo-Bench: reproduce DisCo-Diff's tables and figures.")
     p.add_argument("command", choices=list(COMMANDS) + harnesses, metavar="COMMAND",
-                   help="list | all | report | a harness: " + ", ".join(harnesses))
+                   help="list | all | report | a harness: " + ", ".join(harnesses)
+                   + ". Also: import-edm SRC --out CKPT, sample --checkpoint CKPT ... (own --help)")
     p.add_argument("--scale", choices=SCALES, default="smoke", help="smoke (CI), small (CPU), paper (GPUs)")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "results", help="results root (default: results/)")
     p.add_argument("--cache", type=Path, default=REPO_ROOT / "runs",
@@ -76,6 +78,15 @@ def _run(labels: Sequence[str], ctx: RunContext) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "import-edm":
+        from bench.edm_import import main as import_edm
+
+        return import_edm(argv[1:])
+    if argv and argv[0] == "sample":
+        from bench.sample_cli import main as sample
+
+        return sample(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "list":
         return _list()

@@ -20,7 +20,7 @@ from bench.checkpoints import DenoiserCheckpoint
 from bench.data.images import DatasetError, ImageDataset, load_digits_standin, load_edm_dataset, load_fashion_mnist
 from bench.diffusion.discretisation import edm_sigma_steps
 from bench.diffusion.loss import EDMLossConfig
-from bench.diffusion.samplers import Stochasticity, edm_sampler
+from bench.diffusion.samplers import RestartConfig, Stochasticity, edm_sampler, restart_sampler
 from bench.diffusion.seeds import PerSampleRandom
 from bench.disco.gumbel import gumbel_noise
 from bench.disco.image_model import BatchDraw, ImageDiffusionModel, draw_batch
@@ -183,14 +183,23 @@ def loss_versus_sigma(model: ImageDiffusionModel, tensors: ImageTensors, sigmas:
 
 @dataclasses.dataclass(frozen=True)
 class SamplerSpec:
-    kind: str = "heun"           # heun | euler | edm-sde (EDM Alg. 2 with churn)
-    steps: int = 18
+    kind: str = "heun"           # heun | euler | edm-sde (EDM Alg. 2 with churn) | restart
+    steps: int = 18              # restart: taken from `restart.num_steps`
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0
     churn: Stochasticity = Stochasticity()
     cfg: float = 0.0             # latent guidance (App. B); 0 = the conditional model
     temperature: float = 1.0     # the prior's sampling temperature
+    restart: Optional[RestartConfig] = None   # kind = restart (e.g. RESTART_IMAGENET64[623])
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("heun", "euler", "edm-sde", "restart"):
+            raise ValueError(f"unknown sampler {self.kind!r}: heun, euler, edm-sde or restart")
+        if (self.kind == "restart") != (self.restart is not None):
+            raise ValueError("the restart sampler needs a RestartConfig, and only it takes one")
+        if self.kind == "restart" and self.steps != self.restart.num_steps:
+            object.__setattr__(self, "steps", self.restart.num_steps)
 
 
 @dataclasses.dataclass
@@ -212,8 +221,6 @@ def generate(denoiser: nn.Module, seeds: Sequence[int], spec: SamplerSpec, *, im
     [C, H, W], then the class label, then (DisCo-Diff) the prior's m uniforms, then the sampler's
     noise), so a seed gives the same image whatever the batch size or process count.
     NFE is counted by the sampler for one batch (batches are identical in length)."""
-    if spec.kind not in ("heun", "euler", "edm-sde"):
-        raise ValueError(f"unknown sampler {spec.kind!r}: heun, euler or edm-sde")
     disco = latent_shape is not None
     if disco and prior is None:
         raise ValueError("a DisCo-Diff denoiser needs its autoregressive prior to sample latents")
@@ -235,10 +242,13 @@ def generate(denoiser: nn.Module, seeds: Sequence[int], spec: SamplerSpec, *, im
             cond["latent"] = one_hot(z, latent_shape[1]).to(device)
             D = guided(denoiser, spec.cfg)
             lats.append(z.cpu().numpy())
-        solver = "euler" if spec.kind == "euler" else "heun"
-        churn = spec.churn if spec.kind == "edm-sde" else Stochasticity()
-        x, n = edm_sampler(D, x_T, t_steps.to(device), cond, solver, churn,
-                           randn_like=rnd.randn_like if churn.S_churn > 0 else None)
+        if spec.kind == "restart":
+            x, n = restart_sampler(D, x_T, t_steps.to(device), spec.restart, rnd.randn_like, cond, spec.rho)
+        else:
+            solver = "euler" if spec.kind == "euler" else "heun"
+            churn = spec.churn if spec.kind == "edm-sde" else Stochasticity()
+            x, n = edm_sampler(D, x_T, t_steps.to(device), cond, solver, churn,
+                               randn_like=rnd.randn_like if churn.S_churn > 0 else None)
         nfe = n
         imgs.append((x * 127.5 + 128).clip(0, 255).to(torch.uint8).cpu().numpy())   # EDM generate.py
         if y_idx is not None:

@@ -161,21 +161,21 @@ def test_stochastic_sampler_same_seeds_same_samples_any_batch():
     assert not torch.equal(det, alone)   # the churn noise did act
 
 
-from bench.diffusion.samplers import RestartConfig, RestartInterval, restart_sampler  # noqa: E402
+from bench.diffusion.samplers import RESTART_IMAGENET64, restart_sampler  # noqa: E402
 
 # The Restart authors' published ImageNet-64 EDM configuration (README: NFE 203, FID 1.41).
-RESTART_203 = RestartConfig(num_steps=36, intervals=(
-    RestartInterval(4, 1, 19.35, 40.79), RestartInterval(4, 1, 1.09, 1.92), RestartInterval(4, 5, 0.59, 1.09),
-    RestartInterval(4, 5, 0.30, 0.59), RestartInterval(6, 6, 0.06, 0.30)))
+RESTART_203 = RESTART_IMAGENET64[203]
 
 
-def test_restart_nfe_counted_matches_published_203():
-    assert RESTART_203.nfe() == 203
+@pytest.mark.parametrize("published", [203, 623])
+def test_restart_nfe_counted_matches_published(published):
+    """Counted calls of the denoiser = the NFE the Restart paper / DisCo-Diff Table 1 state."""
+    config = RESTART_IMAGENET64[published]
+    assert config.nfe() == published
     D = lambda x, t: x * 0.25 / (t**2 + 0.25)  # noqa: E731
     rnd = PerSampleRandom([0, 1])
-    ts = edm_sigma_steps(36)
-    x0, nfe = restart_sampler(D, rnd.randn(3) * 80, ts, RESTART_203, rnd.randn_like)
-    assert nfe == 203 and torch.isfinite(x0).all()
+    x0, nfe = restart_sampler(D, rnd.randn(3) * 80, edm_sigma_steps(config.num_steps), config, rnd.randn_like)
+    assert nfe == published and torch.isfinite(x0).all()
 
 
 def test_restart_on_point_mass_lands_on_the_point_and_seeds_are_per_sample():

@@ -19,12 +19,14 @@ from bench import atomic, plots
 from bench.diffusion.seeds import format_seeds
 from bench.image_pipeline import (ImageTensors, SamplerSpec, generate, load_preset_dataset, loss_versus_sigma,
                                   train_prior, train_stage1)
+from bench.disco.prior import AutoregressivePrior
 from bench.image_presets import image_preset
 from bench.provenance import device_name, git_sha
 from bench.registry import RunContext, describe_variant, harness
 from bench.rows import Row
 
 PANEL = "ImageNet-64"
+EDM_ADM_IMAGENET64_PARAMS = "295.90 M"
 VARIANT = "scale preset"
 describe_variant(VARIANT, "the scale's preset (bench/image_presets.py): below paper scale, smaller nets "
                  "trained from scratch on a stand-in dataset for the same steps (EDM and DisCo-Diff alike), "
@@ -40,9 +42,17 @@ def figure10(ctx: RunContext) -> list[Row]:
     presets = [image_preset(label, ctx.scale) for label in ("EDM", "DisCo-Diff")]
     if ctx.dry_run:
         for p in presets:
-            n = sum(x.numel() for x in _meta_model(p).parameters())
-            print(f"{p.label} [{p.scale}]: data {p.dataset}, {n:,} parameters (denoiser + encoder), "
-                  f"{p.train.steps} steps x {p.train.batch_size}")
+            m = _meta_model(p)
+            parts = {"denoiser": m.denoiser, "encoder": m.encoder}
+            if p.prior is not None:
+                with torch.device("meta"):
+                    parts["prior"] = AutoregressivePrior(p.prior)
+            counts = ", ".join(f"{k} {sum(x.numel() for x in v.parameters()):,}" for k, v in parts.items() if v is not None)
+            print(f"{p.label} [{p.scale}]: data {p.dataset}; parameters: {counts}; "
+                  f"{p.train.steps:,} steps x batch {p.train.batch_size}")
+        if ctx.scale == "paper":
+            print(f"EDM's ImageNet-64 ADM: {EDM_ADM_IMAGENET64_PARAMS} parameters published "
+                  "(EDM paper, Table 7); ours is the 'EDM' denoiser above")
         return []
     device = torch.device(ctx.device)
     out = Path(ctx.out) / ctx.scale
