@@ -226,3 +226,39 @@ def test_two_process_gloo_ddp_matches_one_process(tmp_path):
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
     assert any(not torch.equal(a[k], torch.zeros_like(a[k])) for k in a)
+
+
+def test_figure10_harness_through_the_cli(tmp_path):
+    """The whole image pipeline at smoke scale: both models, stage 2, loss vs sigma, samples."""
+    r = subprocess.run([sys.executable, "-m", "bench", "figure10", "--scale", "smoke", "--out", str(tmp_path / "res"),
+                        "--cache", str(tmp_path / "runs")], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    smoke = tmp_path / "res" / "smoke"
+    for f in ["figure10.csv", "figure10.md", "figure10.png", "figure10_data.npz",
+              "figure10_samples_EDM.png", "figure10_samples_DisCo_Diff.png"]:
+        assert (smoke / f).exists(), f
+    import csv
+
+    rows = list(csv.DictReader(open(smoke / "figure10.csv")))
+    losses = [r for r in rows if r["metric"] == "loss"]
+    assert len(losses) == 2 * 16 and all(np.isfinite(float(r["value"])) for r in losses)
+    assert {r["nfe"] for r in rows if r["metric"] == "sample_images_per_s"} == {"11"}   # Heun, 6 steps
+    verdicts = list(csv.DictReader(open(smoke / "claims.csv")))
+    assert any(v["claim_id"] == "3b" and v["verdict"] in ("held", "not held") for v in verdicts)
+
+
+def test_figure10_paper_dry_run_prints_parameter_counts():
+    r = subprocess.run([sys.executable, "-m", "bench", "figure10", "--scale", "paper", "--dry-run"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "denoiser 295,899,267" in r.stdout and "encoder 85,346,636" in r.stdout and "295.90 M" in r.stdout
+
+
+def test_import_edm_through_the_cli_refuses_a_non_pickle(tmp_path):
+    bad = tmp_path / "x.pkl"
+    bad.write_bytes(b"\x00garbage")
+    r = subprocess.run([sys.executable, "-m", "bench", "import-edm", str(bad), "--out", str(tmp_path / "o.pt")],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "error:" in r.stderr
+    assert not (tmp_path / "o.pt").exists()
