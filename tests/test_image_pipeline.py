@@ -262,3 +262,28 @@ def test_import_edm_through_the_cli_refuses_a_non_pickle(tmp_path):
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and "error:" in r.stderr
     assert not (tmp_path / "o.pt").exists()
+
+
+def test_unconditional_disco_trains_and_samples(tmp_path, digits):
+    """label_dim = 0 (no class input) and an unconditional prior (a learned start token)."""
+    p = _short("DisCo-Diff")
+    unet = dataclasses.replace(p.model.unet, label_dim=0)
+    p = dataclasses.replace(p, model=dataclasses.replace(p.model, unet=unet),
+                            prior=dataclasses.replace(p.prior, num_classes=0))
+    s1 = train_stage1(p, dataclasses.replace(digits, labels=None, num_classes=0), tmp_path, progress=False)
+    s2 = train_prior(p, s1, dataclasses.replace(digits, labels=None, num_classes=0), progress=False)
+    from bench.image_pipeline import SamplerSpec, generate
+
+    g = generate(s1.ema.denoiser, [0, 1, 2], SamplerSpec("euler", 3), img_shape=(1, 8, 8), prior=s2.prior,
+                 latent_shape=(p.prior.m, p.prior.k))
+    assert g.images.shape == (3, 1, 8, 8) and g.class_labels is None and g.nfe == 3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_autocast_training_on_cuda(tmp_path, digits):
+    p = _short("DisCo-Diff")
+    p = dataclasses.replace(p, train=dataclasses.replace(p.train, bf16=True))
+    s1 = train_stage1(p, digits, tmp_path, device=torch.device("cuda"), progress=False)
+    assert np.isfinite(s1.info["final_loss"])
+    assert all(v.dtype == torch.float32 for v in s1.model.state_dict().values() if v.is_floating_point())
