@@ -68,11 +68,11 @@ def _run(labels: Sequence[str], ctx: RunContext) -> int:
             continue
         t0 = time.perf_counter()
         rows = h.run(ctx)
-        if ctx.dry_run:
+        if ctx.dry_run or not ctx.shard.is_main:   # under torchrun only rank 0 writes results
             continue
         path = report.write_harness_rows(ctx.out, ctx.scale, label, rows)
         print(f"{label}: {len(rows)} rows -> {path} ({time.perf_counter() - t0:.1f} s)")
-    if not ctx.dry_run:
+    if not ctx.dry_run and ctx.shard.is_main:
         print(f"report -> {report.render(ctx.out)}")
     return 0
 
@@ -105,8 +105,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print("error: --device cuda, but torch.cuda.is_available() is False on this machine", file=sys.stderr)
             return 2
     git_sha()  # pin the code's commit at launch (cached), before any result is written
-    ctx = RunContext(scale=args.scale, out=args.out, seed=args.seed, device=args.device,
-                     dry_run=args.dry_run, cache=args.cache)
+    from bench.distributed import init_from_env
+
+    shard, device = init_from_env(args.device)   # torchrun: join the process group
+    ctx = RunContext(scale=args.scale, out=args.out, seed=args.seed, device=str(device),
+                     dry_run=args.dry_run, cache=args.cache, shard=shard)
     harnesses = load_all()
     if args.command == "all":
         labels = [k for k, h in harnesses.items() if h.built]

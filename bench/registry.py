@@ -5,6 +5,7 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Optional
 
+from bench.distributed import Shard
 from bench.rows import Row
 
 SCALES = ("smoke", "small", "paper")
@@ -18,6 +19,7 @@ class RunContext:
     device: str = "cpu"
     dry_run: bool = False
     cache: Path = Path("runs")  # trained checkpoints, keyed by config hash
+    shard: Shard = Shard()      # this process under torchrun (rank 0 evaluates and writes)
 
 
 HarnessFn = Callable[[RunContext], list[Row]]

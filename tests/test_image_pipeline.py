@@ -287,3 +287,13 @@ def test_bf16_autocast_training_on_cuda(tmp_path, digits):
     s1 = train_stage1(p, digits, tmp_path, device=torch.device("cuda"), progress=False)
     assert np.isfinite(s1.info["final_loss"])
     assert all(v.dtype == torch.float32 for v in s1.model.state_dict().values() if v.is_floating_point())
+
+
+def test_harness_under_torchrun_two_processes_rank0_writes(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "bench", "figure10", "--scale", "smoke", "--out", str(tmp_path / "res"),
+                        "--cache", str(tmp_path / "runs")], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("figure10: ") == 1          # one writer
+    assert (tmp_path / "res" / "smoke" / "figure10.csv").exists()

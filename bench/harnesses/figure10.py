@@ -64,7 +64,7 @@ def figure10(ctx: RunContext) -> list[Row]:
     curves: dict[str, np.ndarray] = {}
     for p in presets:
         t0 = time.perf_counter()
-        s1 = train_stage1(p, train_data, ctx.cache, ctx.seed, device)
+        s1 = train_stage1(p, train_data, ctx.cache, ctx.seed, device, ctx.shard)
         steps_run = p.train.steps
         rows.append(Row("figure10", "", p.label, VARIANT, PANEL, "train_images_per_s",
                         steps_run * p.train.batch_size / max(s1.info["seconds"], 1e-9),
@@ -72,13 +72,15 @@ def figure10(ctx: RunContext) -> list[Row]:
                         seconds=s1.info["seconds"], **common))
         prior, latent_shape = None, None
         if p.model.disco:
-            s2 = train_prior(p, s1, train_data, ctx.seed, device)
+            s2 = train_prior(p, s1, train_data, ctx.seed, device, ctx.shard)
             prior, latent_shape = s2.prior, (p.prior.m, p.prior.k)
             used = len(torch.unique(s2.codes.flatten()))
             rows.append(Row("figure10", "", p.label, VARIANT, PANEL, "prior_nll_nats_per_latent",
                             float(s2.info["final_loss"]), seeds=str(ctx.seed), seconds=s2.info["seconds"], **common))
             rows.append(Row("figure10", "", p.label, VARIANT, PANEL, "codes_used_of_k",
                             float(used), n_samples=len(s2.codes), seeds=str(ctx.seed), **common))
+        if not ctx.shard.is_main:   # other ranks only help train
+            continue
         tensors = ImageTensors.of(_first(test_data, n_eval), p.model.unet.label_dim, device)
         t1 = time.perf_counter()
         curve = loss_versus_sigma(s1.ema, tensors, SIGMAS, p.loss, seed=ctx.seed)
@@ -100,6 +102,8 @@ def figure10(ctx: RunContext) -> list[Row]:
                         nfe=str(g.nfe), n_samples=len(seeds), seeds=format_seeds(seeds), seconds=dt, **common))
         plots.image_grid(g.images, out / f"figure10_samples_{_file(p.label)}.png")
         print(f"  {p.label}: trained in {s1.info['seconds']:.0f} s, total {time.perf_counter() - t0:.0f} s")
+    if not ctx.shard.is_main:
+        return []
     npz = atomic.save_npz(out / "figure10_data.npz", sigmas=SIGMAS,
                           **{f"loss__{k}": v for k, v in curves.items()})
     plots.loss_versus_sigma(npz, out / "figure10.png",
