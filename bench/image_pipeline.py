@@ -28,9 +28,27 @@ from bench.disco.latents import guided, one_hot
 from bench.disco.prior import AutoregressivePrior
 from bench.distributed import Shard
 from bench.image_presets import ImagePreset
+from bench.nets.adm_unet import load_edm_state_dict
 from bench.train import build_seeded, fit, run_dir_for
 
 IMAGENET64_ENV = "DISCO_BENCH_IMAGENET64"   # path to EDM's imagenet-64x64.zip (dataset_tool.py)
+EDM64_CHECKPOINT_ENV = "DISCO_BENCH_EDM64"   # EDM's pre-trained network, converted by import-edm
+
+
+def edm_initialisation(preset: ImagePreset) -> Optional[dict]:
+    """App. D: paper-scale models start from EDM's pre-trained ADM. Returns its state dict in
+    EDMPrecond layout ("net.*"), or None when the preset trains from scratch."""
+    if not preset.init_from_edm:
+        return None
+    path = os.environ.get(EDM64_CHECKPOINT_ENV)
+    if not path:
+        raise DatasetError(f"{preset.label} [{preset.scale}] starts from EDM's pre-trained network: set "
+                           f"{EDM64_CHECKPOINT_ENV} to the output of `python -m bench import-edm "
+                           "edm-imagenet-64x64-cond-adm.pkl --out edm64.pt`")
+    ckpt = DenoiserCheckpoint.load(Path(path))
+    if ckpt.unet != dataclasses.replace(preset.model.unet, xattn_dim=0):
+        raise DatasetError(f"{path}: its U-Net config differs from the preset's ({ckpt.unet} vs {preset.model.unet})")
+    return ckpt.denoiser
 
 
 def load_preset_dataset(preset: ImagePreset, split: str = "train") -> ImageDataset:
@@ -87,13 +105,16 @@ class Stage1:
 
 def train_stage1(preset: ImagePreset, data: ImageDataset, cache: Path, seed: int = 0,
                  device: torch.device = torch.device("cpu"), shard: Shard = Shard(),
-                 progress: bool = True, init: Optional[dict] = None, stop_after: Optional[int] = None) -> Stage1:
-    """EDM, or DisCo-Diff's encoder + denoiser trained jointly (Algorithm 1).
-    init: a denoiser state dict to start from (EDM's pre-trained network, App. D)."""
+                 progress: bool = True, stop_after: Optional[int] = None) -> Stage1:
+    """EDM, or DisCo-Diff's encoder + denoiser trained jointly (Algorithm 1); paper-scale
+    presets start from EDM's pre-trained network (App. D; the new cross-attention layers start
+    at zero, so the model starts at EDM's function)."""
     tcfg = dataclasses.replace(preset.train, seed=preset.train.seed + seed)
     model = build_seeded(lambda: ImageDiffusionModel(preset.model), tcfg.seed).to(device)
+    init = edm_initialisation(preset)
     if init is not None:
-        model.denoiser.load_state_dict(init, strict=False)
+        unet = model.denoiser.denoiser.net if preset.model.disco else model.denoiser.net
+        load_edm_state_dict(unet, init, prefix="net.")
     ema = copy.deepcopy(model).requires_grad_(False) if tcfg.ema_halflife_kimg > 0 else None
     tensors = ImageTensors.of(data, preset.model.unet.label_dim, device)
     key = {"model": preset.model, "loss": preset.loss, "data": data.name, "n": len(data),

@@ -62,8 +62,10 @@ PAPER_PRIOR_TRAIN = TrainConfig(steps=200_000, batch_size=1024, lr=1e-4, lr_ramp
 def _paper(label: str) -> ImagePreset:
     loss = EDMLossConfig(P_mean=-1.2, P_std=1.2, sigma_data=0.5)   # EDM ImageNet-64
     if label == "EDM":
+        # The baseline is EDM's published network as is (0 further steps), as in Tables 1 and 3.
         return ImagePreset(label, "paper", "imagenet64", ImageModelConfig(ADMUNetConfig.imagenet64()),
-                           loss, EDM_IMAGENET64_TRAIN, sampler_steps=40)
+                           loss, dataclasses.replace(EDM_IMAGENET64_TRAIN, steps=0), init_from_edm=True,
+                           sampler_steps=40)
     latents = PAPER_HIER_LATENTS if label.endswith("(hierarchical)") else PAPER_LATENTS
     encoder = dataclasses.replace(PAPER_ENCODER, m=latents.m)
     prior = dataclasses.replace(PAPER_PRIOR, m=latents.m)

@@ -297,3 +297,26 @@ def test_harness_under_torchrun_two_processes_rank0_writes(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("figure10: ") == 1          # one writer
     assert (tmp_path / "res" / "smoke" / "figure10.csv").exists()
+
+
+def test_fine_tuning_from_edm_starts_at_edms_function(tmp_path, digits, monkeypatch):
+    """App. D: DisCo-Diff starts from EDM's pre-trained network; its zero-initialised
+    cross-attention makes it compute EDM's function before any step, whatever the latent."""
+    from bench.image_pipeline import EDM64_CHECKPOINT_ENV
+
+    p = _short("DisCo-Diff", steps=0)
+    p = dataclasses.replace(p, init_from_edm=True)
+    base_cfg = dataclasses.replace(p.model.unet, xattn_dim=0)
+    torch.manual_seed(1)
+    edm = EDMPrecond(ADMUNet(base_cfg), 0.5).eval()
+    with torch.no_grad():
+        edm.net.out_conv.weight.normal_(0, 0.05)
+    DenoiserCheckpoint(base_cfg, 0.5, edm.state_dict()).save(tmp_path / "edm.pt")
+    with pytest.raises(DatasetError, match=EDM64_CHECKPOINT_ENV):
+        train_stage1(p, digits, tmp_path / "a", progress=False)
+    monkeypatch.setenv(EDM64_CHECKPOINT_ENV, str(tmp_path / "edm.pt"))
+    s1 = train_stage1(p, digits, tmp_path / "b", progress=False)
+    x, sigma, y = torch.randn(3, 1, 8, 8), torch.tensor([0.5, 2.0, 20.0]), torch.eye(10)[:3]
+    w = torch.nn.functional.one_hot(torch.randint(p.model.context.k, (3, p.model.context.m)), p.model.context.k).float()
+    with torch.no_grad():
+        assert torch.equal(s1.model.denoiser(x, sigma, w, y), edm(x, sigma, class_labels=y))

@@ -66,10 +66,11 @@ def figure10(ctx: RunContext) -> list[Row]:
         t0 = time.perf_counter()
         s1 = train_stage1(p, train_data, ctx.cache, ctx.seed, device, ctx.shard)
         steps_run = p.train.steps
-        rows.append(Row("figure10", "", p.label, VARIANT, PANEL, "train_images_per_s",
-                        steps_run * p.train.batch_size / max(s1.info["seconds"], 1e-9),
-                        n_samples=steps_run * p.train.batch_size, seeds=str(ctx.seed),
-                        seconds=s1.info["seconds"], **common))
+        if steps_run:   # (paper-scale EDM is the published network: nothing trained)
+            rows.append(Row("figure10", "", p.label, VARIANT, PANEL, "train_images_per_s",
+                            steps_run * p.train.batch_size / max(s1.info["seconds"], 1e-9),
+                            n_samples=steps_run * p.train.batch_size, seeds=str(ctx.seed),
+                            seconds=s1.info["seconds"], **common))
         prior, latent_shape = None, None
         if p.model.disco:
             s2 = train_prior(p, s1, train_data, ctx.seed, device, ctx.shard)
