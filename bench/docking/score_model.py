@@ -75,7 +75,7 @@ def _e3nn():
 
 # DiffDock-S's noise ranges (disco-diffdock workdir/diffdockS_score_model/model_parameters.yml): as DiffDock
 # v1.0 (noise.PoseNoiseConfig) except tor_sigma_min = 0.03 (v1.0's paper_score_model: 0.0314).
-DIFFDOCK_S_NOISE = PoseNoiseConfig(tor_sigma_min=0.03)
+DIFFDOCK_S_NOISE = PoseNoiseConfig(tor_sigma_min=0.03, rot_g="consistent")  # disco-diffdock utils/sampling.py: rot_g = sigma sqrt(2 ln(max/min))
 NUM_RESIDUE_TYPES = UNKNOWN_RESIDUE + 1   # data.AMINO_ACIDS + unknown = 21
 NUM_BOND_TYPES = 4                        # SINGLE, DOUBLE, TRIPLE, AROMATIC (process_mols.py `bonds`)
 
