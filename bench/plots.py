@@ -87,20 +87,19 @@ def figure4(npz: Path, png: Path, title_suffix: str = "") -> Path:
     return _save(fig, png)
 
 
-def loss_versus_sigma(npz: Path, png: Path, title: str = "") -> Path:
+def loss_versus_sigma(npz: Path, png: Path, title: str = "", baseline: str = "EDM") -> Path:
     """Fig. 7 left / Fig. 10: training loss at fixed sigma, one curve per model (npz keys:
     sigmas, and loss__<model> for each model)."""
     plt = _pyplot()
     d = np.load(npz)
     fig, (ax, rel) = plt.subplots(1, 2, figsize=(10, 3.6))
-    base = None
-    for key in sorted(k for k in d.files if k.startswith("loss__")):
-        name = key[len("loss__"):]
-        ax.plot(d["sigmas"], d[key], marker="o", ms=3, label=name)
-        if base is None:
-            base = (name, d[key])
-        else:
-            rel.plot(d["sigmas"], d[key] / base[1], marker="o", ms=3, label=f"{name} / {base[0]}")
+    names = [k[len("loss__"):] for k in d.files if k.startswith("loss__")]
+    base = baseline if baseline in names else names[0]       # ratios are model / baseline
+    for name in names:
+        ax.plot(d["sigmas"], d[f"loss__{name}"], marker="o", ms=3, label=name)
+        if name != base:
+            rel.plot(d["sigmas"], d[f"loss__{name}"] / d[f"loss__{base}"], marker="o", ms=3,
+                     label=f"{name} / {base} (< 1: lower loss)")
     for a in (ax, rel):
         a.set_xscale("log")
         a.set_xlabel("sigma (= t)")
