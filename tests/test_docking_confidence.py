@@ -19,14 +19,9 @@ F64 = torch.float64
 
 def _complex(smiles, n_res, seed, name):
     """Ligand (ETKDG pose as the crystal) inside a shell of residues 5-12 A from its centre."""
-    from rdkit import Chem
-    mol = etkdg_conformer(Chem.MolFromSmiles(smiles), seed=seed)
-    pos = mol.GetConformer().GetPositions()
-    rng = np.random.default_rng(seed)
-    d = rng.normal(size=(n_res, 3))
-    ca = pos.mean(0) + d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(5, 12, (n_res, 1))
-    return Complex(name=name, ca_coords=ca, residue_types=rng.integers(0, 21, n_res), ligand=mol,
-                   ligand_coords=pos, source="synthetic")
+    from bench.docking.data import synthetic_complex
+
+    return synthetic_complex(smiles, n_res, seed, name, shell=(5, 12))
 
 
 @pytest.fixture(scope="module")

@@ -90,15 +90,9 @@ def test_timestep_embedding_is_diffdock_sinusoidal():
 
 def _synthetic(smiles, n_res, seed, name):
     pytest.importorskip("rdkit")
-    from rdkit import Chem
-    from bench.docking.data import Complex, etkdg_conformer
-    mol = etkdg_conformer(Chem.MolFromSmiles(smiles), seed=seed)
-    pos = mol.GetConformer().GetPositions()
-    rng = np.random.default_rng(seed)
-    d = rng.normal(size=(n_res, 3))
-    ca = pos.mean(0) + d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(4, 14, (n_res, 1))
-    return Complex(name=name, ca_coords=ca, residue_types=rng.integers(0, 21, n_res), ligand=mol,
-                   ligand_coords=pos, source="synthetic")
+    from bench.docking.data import synthetic_complex
+
+    return synthetic_complex(smiles, n_res, seed, name, shell=(4, 14))
 
 
 @pytest.fixture(scope="module")

@@ -603,3 +603,17 @@ __all__ = [
     "load_offline_entry", "load_pdbbind_complex", "load_split", "offline_complexes", "parse_protein",
     "read_ligand", "residue_index", "rotatable_bonds",
 ]
+
+
+def synthetic_complex(smiles: str, n_residues: int, seed: int, name: str,
+                      shell: tuple[float, float] = (5.0, 12.0)) -> Complex:
+    """A made-up complex for tests and timings (source "synthetic", never a result): the
+    ligand's ETKDG pose stands in for the crystal pose, inside n_residues C-alpha points at
+    random directions and `shell` distances (Angstrom) from its centre, random residue types."""
+    mol = etkdg_conformer(_chem()[0].MolFromSmiles(smiles), seed=seed)
+    pos = mol.GetConformer().GetPositions()
+    rng = np.random.default_rng(seed)
+    d = rng.normal(size=(n_residues, 3))
+    ca = pos.mean(0) + d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(*shell, (n_residues, 1))
+    return Complex(name=name, ca_coords=ca, residue_types=rng.integers(0, 21, n_residues), ligand=mol,
+                   ligand_coords=pos, source="synthetic")
