@@ -56,9 +56,9 @@ def load_preset_dataset(preset: ImagePreset, split: str = "train") -> ImageDatas
     if preset.dataset == "digits":
         data = load_digits_standin()
         if split == "test":   # digits has no split: the last 297 images are held out
-            data = dataclasses.replace(data, images=data.images[1500:], labels=data.labels[1500:])
+            data = data.subset(slice(1500, None))
         else:
-            data = dataclasses.replace(data, images=data.images[:1500], labels=data.labels[:1500])
+            data = data.subset(slice(0, 1500))
     elif preset.dataset == "fashion-mnist":
         data = load_fashion_mnist(split=split, resolution=preset.model.unet.img_resolution)
     elif preset.dataset == "imagenet64":

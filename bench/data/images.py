@@ -44,6 +44,11 @@ class ImageDataset:
     def channels(self) -> int:
         return self.images.shape[1]
 
+    def subset(self, rows: slice) -> "ImageDataset":
+        """The same dataset restricted to `rows` (e.g. a held-out slice)."""
+        return dataclasses.replace(self, images=self.images[rows],
+                                   labels=None if self.labels is None else self.labels[rows])
+
     def as_float(self) -> np.ndarray:
         """[-1, 1] float32, EDM's convention (x / 127.5 - 1)."""
         return self.images.astype(np.float32) / 127.5 - 1

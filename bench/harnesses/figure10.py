@@ -82,7 +82,7 @@ def figure10(ctx: RunContext) -> list[Row]:
                             float(used), n_samples=len(s2.codes), seeds=str(ctx.seed), **common))
         if not ctx.shard.is_main:   # other ranks only help train
             continue
-        tensors = ImageTensors.of(_first(test_data, n_eval), p.model.unet.label_dim, device)
+        tensors = ImageTensors.of(test_data.subset(slice(0, n_eval)), p.model.unet.label_dim, device)
         t1 = time.perf_counter()
         curve = loss_versus_sigma(s1.ema, tensors, SIGMAS, p.loss, seed=ctx.seed)
         curves[p.label] = curve
@@ -110,12 +110,6 @@ def figure10(ctx: RunContext) -> list[Row]:
     plots.loss_versus_sigma(npz, out / "figure10.png",
                             f"loss vs sigma, {train_data.name}, {ctx.scale} scale (held-out n={n_eval})")
     return rows
-
-
-def _first(data, n):
-    import dataclasses
-
-    return dataclasses.replace(data, images=data.images[:n], labels=None if data.labels is None else data.labels[:n])
 
 
 def _file(label: str) -> str:
