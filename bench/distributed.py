@@ -37,13 +37,14 @@ class Shard:
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
-    def mean(self, value: torch.Tensor) -> torch.Tensor:
-        """Average of a scalar over the processes (the global batch's loss, for logging)."""
+    def mean(self, value: float) -> float:
+        """Average of a number over the processes (e.g. the running loss, for logging)."""
         if self.world == 1:
             return value
-        value = value.detach().clone()
-        torch.distributed.all_reduce(value)
-        return value / self.world
+        nccl = torch.distributed.get_backend() == "nccl"      # NCCL reduces CUDA tensors only
+        t = torch.tensor([float(value)], device=torch.device("cuda") if nccl else None)
+        torch.distributed.all_reduce(t)
+        return t.item() / self.world
 
     def barrier(self) -> None:
         if self.world > 1:

@@ -27,7 +27,7 @@ from bench.disco.image_model import BatchDraw, ImageDiffusionModel, draw_batch
 from bench.disco.latents import guided, one_hot
 from bench.disco.prior import AutoregressivePrior
 from bench.distributed import Shard
-from bench.image_presets import ImagePreset
+from bench.image_presets import ImagePreset, file_name
 from bench.nets.adm_unet import load_edm_state_dict
 from bench.train import build_seeded, fit, run_dir_for
 
@@ -90,11 +90,6 @@ class ImageTensors:
         return self.y[index], None if self.labels is None else self.labels[index]
 
 
-def _to(draw: BatchDraw, device: torch.device) -> BatchDraw:
-    f = lambda t: None if t is None else t.to(device)  # noqa: E731
-    return BatchDraw(draw.index, f(draw.sigma), f(draw.noise), f(draw.gumbel), f(draw.keep))
-
-
 @dataclasses.dataclass
 class Stage1:
     model: ImageDiffusionModel           # raw weights
@@ -121,11 +116,11 @@ def train_stage1(preset: ImagePreset, data: ImageDataset, cache: Path, seed: int
            "init": "edm" if init is not None else "scratch"}
 
     def loss_fn(m: nn.Module, gen: torch.Generator, sh: Shard) -> torch.Tensor:
-        draw = _to(draw_batch(preset.model, preset.loss, len(data), tcfg.batch_size, gen).take(sh), device)
+        draw = draw_batch(preset.model, preset.loss, len(data), tcfg.batch_size, gen).take(sh).to(device)
         y, labels = tensors.rows(draw.index)
         return m(y, labels, draw, preset.loss).mean()
 
-    run = run_dir_for(Path(cache) / "images", f"{_slug(preset.label)}-{preset.scale}", key, tcfg)
+    run = run_dir_for(Path(cache) / "images", f"{file_name(preset.label).lower().replace('_', '-')}-{preset.scale}", key, tcfg)
     info = fit(model, loss_fn, tcfg, run, key, desc=f"{preset.label} [{preset.scale}]", progress=progress,
                ema=ema, shard=shard, stop_after=stop_after)
     return Stage1(model.eval(), (ema if ema is not None else model).eval(), run, info)
@@ -182,7 +177,7 @@ def loss_versus_sigma(model: ImageDiffusionModel, tensors: ImageTensors, sigmas:
     """Fig. 7 left / Fig. 10: the training loss (EDM-weighted, DisCo-Diff with its encoder's
     tau = 1 Gumbel sample, no latent dropout) of every image at each fixed sigma, averaged.
     The same noise and Gumbel draws are used for every model (seeded per sigma)."""
-    cfg, n = model.cfg, len(tensors.y)
+    cfg, n, dev = model.cfg, len(tensors.y), tensors.y.device
     out = []
     for j, s in enumerate(sigmas):
         gen = torch.Generator().manual_seed(seed * 1000 + j)
@@ -192,7 +187,6 @@ def loss_versus_sigma(model: ImageDiffusionModel, tensors: ImageTensors, sigmas:
         for i in range(0, n, batch):
             sl = slice(i, min(i + batch, n))
             b = sl.stop - sl.start
-            dev = tensors.y.device
             draw = BatchDraw(torch.arange(sl.start, sl.stop), torch.full((b,), float(s), device=dev),
                              noise[sl].to(dev), None if gum is None else gum[sl].to(dev),
                              None if gum is None else torch.ones(b, device=dev))
@@ -205,7 +199,7 @@ def loss_versus_sigma(model: ImageDiffusionModel, tensors: ImageTensors, sigmas:
 @dataclasses.dataclass(frozen=True)
 class SamplerSpec:
     kind: str = "heun"           # heun | euler | edm-sde (EDM Alg. 2 with churn) | restart
-    steps: int = 18              # restart: taken from `restart.num_steps`
+    steps: int = 18              # ignored by restart, whose main grid is `restart.num_steps`
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0
@@ -219,8 +213,10 @@ class SamplerSpec:
             raise ValueError(f"unknown sampler {self.kind!r}: heun, euler, edm-sde or restart")
         if (self.kind == "restart") != (self.restart is not None):
             raise ValueError("the restart sampler needs a RestartConfig, and only it takes one")
-        if self.kind == "restart" and self.steps != self.restart.num_steps:
-            object.__setattr__(self, "steps", self.restart.num_steps)
+
+    @property
+    def num_steps(self) -> int:
+        return self.restart.num_steps if self.restart is not None else self.steps
 
 
 @dataclasses.dataclass
@@ -245,7 +241,7 @@ def generate(denoiser: nn.Module, seeds: Sequence[int], spec: SamplerSpec, *, im
     disco = latent_shape is not None
     if disco and prior is None:
         raise ValueError("a DisCo-Diff denoiser needs its autoregressive prior to sample latents")
-    t_steps = edm_sigma_steps(spec.steps, spec.sigma_min, spec.sigma_max, spec.rho)
+    t_steps = edm_sigma_steps(spec.num_steps, spec.sigma_min, spec.sigma_max, spec.rho)
     imgs, labs, lats, nfe = [], [], [], 0
     for i in range(0, len(seeds), batch):
         rnd = PerSampleRandom(seeds[i:i + batch], device)
@@ -289,6 +285,3 @@ def to_checkpoint(preset: ImagePreset, stage1: Stage1, stage2: Optional[Stage2])
                               prior=stage2.prior.state_dict() if stage2 else None,
                               source=f"{stage1.run_dir.name} ({preset.label}, {preset.scale})")
 
-
-def _slug(label: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-").replace("--", "-")

@@ -15,6 +15,7 @@ marked "ours".
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Optional
 
 from bench.diffusion.loss import EDMLossConfig
@@ -26,6 +27,10 @@ from bench.nets.vit_encoder import ViTEncoderConfig
 from bench.train import TrainConfig
 
 LABELS = ("EDM", "DisCo-Diff", "DisCo-Diff (hierarchical)")
+# EDM (Karras et al. 2022), Table 7: parameters of its ImageNet-64 ADM network, given to 0.01 M.
+# Quoted, not re-read in this environment (the paper's text is not offline); our ADM build's
+# count is checked against it in tests/test_image_pipeline.py.
+EDM_ADM_IMAGENET64_PUBLISHED = 295.90e6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +125,11 @@ def _smoke(label: str) -> ImagePreset:
 
 
 _BUILDERS = {"smoke": _smoke, "small": _small, "paper": _paper}
+
+
+def file_name(label: str) -> str:
+    """A preset label as a file name: "DisCo-Diff (hierarchical)" -> "DisCo_Diff_hierarchical"."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")
 
 
 def image_preset(label: str, scale: str) -> ImagePreset:

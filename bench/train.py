@@ -144,7 +144,7 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
     bar = _progress(cfg.steps, step, desc, progress and shard.is_main)
     log = open(run_dir / "log.jsonl", "a", encoding="utf-8") if shard.is_main else None
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda")
-    running = None
+    running = reported = None
     try:
         while step < cfg.steps:
             t0 = time.perf_counter()
@@ -163,34 +163,37 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
                         p_ema.copy_(p.detach().lerp(p_ema, beta))
             seconds += time.perf_counter() - t0
             step += 1
-            value = shard.mean(loss.detach()).item()     # the global batch's loss
-            running = value if running is None else 0.98 * running + 0.02 * value
+            # This rank's running loss; averaged over ranks only when reported (the average of
+            # the ranks' running means is the running mean of the global batch's loss).
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
             if step % cfg.log_every == 0 or step == cfg.steps:
-                history.append((step, running))
+                reported = shard.mean(running)
+                history.append((step, reported))
                 images_s = (step - resumed_from) * cfg.batch_size / max(seconds - seconds_at_start, 1e-9)
                 if log is not None:
-                    log.write(json.dumps({"step": step, "loss": running, "seconds": round(seconds, 3),
+                    log.write(json.dumps({"step": step, "loss": reported, "seconds": round(seconds, 3),
                                           "images_per_s": round(images_s, 2)}) + "\n")
                     log.flush()
                 if bar is not None:
-                    bar.set_postfix(loss=f"{running:.4f}", img_s=f"{images_s:.1f}")
+                    bar.set_postfix(loss=f"{reported:.4f}", img_s=f"{images_s:.1f}")
             if bar is not None:
                 bar.update(1)
             if step % cfg.checkpoint_every == 0 and step < cfg.steps:
                 save(ckpt)
             if stop_after is not None and step >= stop_after and step < cfg.steps:
                 save(ckpt)
-                return {"seconds": seconds, "final_loss": running, "resumed_from": resumed_from,
+                return {"seconds": seconds, "final_loss": shard.mean(running),
+                        "resumed_from": resumed_from,
                         "cached": False, "stopped_at": step}
     finally:
         if log is not None:
             log.close()
         if bar is not None:
             bar.close()
-    save(final, final_loss=running)
+    save(final, final_loss=reported)   # the last step always reports
     if shard.is_main and ckpt.exists():
         ckpt.unlink()
-    return {"seconds": seconds, "final_loss": running, "resumed_from": resumed_from, "cached": False}
+    return {"seconds": seconds, "final_loss": reported, "resumed_from": resumed_from, "cached": False}
 
 
 def _restore(module: nn.Module, state: dict, path: Path) -> None:

@@ -253,6 +253,10 @@ def test_figure10_paper_dry_run_prints_parameter_counts():
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "denoiser 295,899,267" in r.stdout and "encoder 85,346,636" in r.stdout and "295.90 M" in r.stdout
+    from bench.image_presets import EDM_ADM_IMAGENET64_PUBLISHED
+
+    # our EDM ADM agrees with EDM's published count to the precision it is given (0.01 M)
+    assert abs(295_899_267 - EDM_ADM_IMAGENET64_PUBLISHED) <= 0.005e6
 
 
 def test_import_edm_through_the_cli_refuses_a_non_pickle(tmp_path):

@@ -59,9 +59,18 @@ class BatchDraw:
     gumbel: Optional[torch.Tensor]  # [B, m, k] Gumbel(0, 1) noise, DisCo-Diff only
     keep: Optional[torch.Tensor]    # [B] 1 = keep the latents, 0 = null latent
 
+    def _map(self, f, index: bool = True) -> "BatchDraw":
+        g = lambda t: None if t is None else f(t)  # noqa: E731
+        return BatchDraw(g(self.index) if index else self.index, g(self.sigma), g(self.noise),
+                         g(self.gumbel), g(self.keep))
+
     def take(self, shard) -> "BatchDraw":
-        f = lambda t: None if t is None else shard.take(t)  # noqa: E731
-        return BatchDraw(f(self.index), f(self.sigma), f(self.noise), f(self.gumbel), f(self.keep))
+        """This process's rows of the global batch."""
+        return self._map(shard.take)
+
+    def to(self, device: torch.device) -> "BatchDraw":
+        """Move the draws to `device`; the dataset rows (index) stay on the CPU."""
+        return self._map(lambda t: t.to(device), index=False)
 
 
 def draw_batch(cfg: ImageModelConfig, loss: EDMLossConfig, n_data: int, batch: int,

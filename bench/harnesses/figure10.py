@@ -19,14 +19,16 @@ from bench import atomic, plots
 from bench.diffusion.seeds import format_seeds
 from bench.image_pipeline import (ImageTensors, SamplerSpec, generate, load_preset_dataset, loss_versus_sigma,
                                   train_prior, train_stage1)
+from bench.disco.image_model import ImageDiffusionModel
 from bench.disco.prior import AutoregressivePrior
-from bench.image_presets import image_preset
+from bench.nets import meta_parameter_count
+from bench.nets.vit_encoder import ViTEncoder
+from bench.image_presets import EDM_ADM_IMAGENET64_PUBLISHED, file_name, image_preset
 from bench.provenance import device_name, git_sha
 from bench.registry import RunContext, describe_variant, harness
 from bench.rows import Row
 
 PANEL = "ImageNet-64"
-EDM_ADM_IMAGENET64_PARAMS = "295.90 M"
 VARIANT = "scale preset"
 describe_variant(VARIANT, "the scale's preset (bench/image_presets.py): below paper scale, smaller nets "
                  "trained from scratch on a stand-in dataset for the same steps (EDM and DisCo-Diff alike), "
@@ -42,16 +44,15 @@ def figure10(ctx: RunContext) -> list[Row]:
     presets = [image_preset(label, ctx.scale) for label in ("EDM", "DisCo-Diff")]
     if ctx.dry_run:
         for p in presets:
-            m = _meta_model(p)
-            parts = {"denoiser": m.denoiser, "encoder": m.encoder}
-            if p.prior is not None:
-                with torch.device("meta"):
-                    parts["prior"] = AutoregressivePrior(p.prior)
-            counts = ", ".join(f"{k} {sum(x.numel() for x in v.parameters()):,}" for k, v in parts.items() if v is not None)
+            parts = {"denoiser": lambda: ImageDiffusionModel(p.model).denoiser}
+            if p.model.disco:
+                parts["encoder"] = lambda: ViTEncoder(p.model.encoder)
+                parts["prior"] = lambda: AutoregressivePrior(p.prior)
+            counts = ", ".join(f"{k} {meta_parameter_count(make):,}" for k, make in parts.items())
             print(f"{p.label} [{p.scale}]: data {p.dataset}; parameters: {counts}; "
                   f"{p.train.steps:,} steps x batch {p.train.batch_size}")
         if ctx.scale == "paper":
-            print(f"EDM's ImageNet-64 ADM: {EDM_ADM_IMAGENET64_PARAMS} parameters published "
+            print(f"EDM's ImageNet-64 ADM: {EDM_ADM_IMAGENET64_PUBLISHED / 1e6:.2f} M parameters published "
                   "(EDM paper, Table 7); ours is the 'EDM' denoiser above")
         return []
     device = torch.device(ctx.device)
@@ -101,7 +102,7 @@ def figure10(ctx: RunContext) -> list[Row]:
         dt = time.perf_counter() - t2
         rows.append(Row("figure10", "", p.label, VARIANT, PANEL, "sample_images_per_s", len(seeds) / dt,
                         nfe=str(g.nfe), n_samples=len(seeds), seeds=format_seeds(seeds), seconds=dt, **common))
-        plots.image_grid(g.images, out / f"figure10_samples_{_file(p.label)}.png")
+        plots.image_grid(g.images, out / f"figure10_samples_{file_name(p.label)}.png")
         print(f"  {p.label}: trained in {s1.info['seconds']:.0f} s, total {time.perf_counter() - t0:.0f} s")
     if not ctx.shard.is_main:
         return []
@@ -111,13 +112,3 @@ def figure10(ctx: RunContext) -> list[Row]:
                             f"loss vs sigma, {train_data.name}, {ctx.scale} scale (held-out n={n_eval})")
     return rows
 
-
-def _file(label: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in label).strip("_")
-
-
-def _meta_model(p):
-    from bench.disco.image_model import ImageDiffusionModel
-
-    with torch.device("meta"):
-        return ImageDiffusionModel(p.model)

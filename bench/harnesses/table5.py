@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import time
 
-import torch
-
-from bench.disco.latent_context import LatentContext, LatentContextConfig
-from bench.disco.prior import ARPriorConfig, AutoregressivePrior
+from bench.disco.latent_context import LatentContext
+from bench.disco.prior import AutoregressivePrior
+from bench.image_presets import image_preset
+from bench.nets import meta_parameter_count
 from bench.nets.adm_unet import ADMUNet, ADMUNetConfig
 from bench.nets.vit_encoder import ViTEncoder, ViTEncoderConfig
 from bench.provenance import device_name, git_sha
@@ -18,23 +18,15 @@ from bench.reference import load_reference
 from bench.registry import RunContext, harness
 from bench.rows import Row
 
-# Paper-scale ImageNet-64 DisCo-Diff (App. D, Table 5): m = 10 latents, codebook 100.
-LATENTS = LatentContextConfig(m=10, k=100, width=192, depth=6, heads=4)
-UNET_64 = ADMUNetConfig.imagenet64(xattn_dim=LATENTS.width)
-ENCODER_64 = ViTEncoderConfig.imagenet64()
+# The paper-scale ImageNet-64 DisCo-Diff preset (App. D, Table 5), and ImageNet-128's encoder.
+_PAPER = image_preset("DisCo-Diff", "paper")
+LATENTS, UNET_64, ENCODER_64, PRIOR = _PAPER.model.context, _PAPER.model.unet, _PAPER.model.encoder, _PAPER.prior
 ENCODER_128 = ViTEncoderConfig(img_resolution=128, patch=16)
-PRIOR = ARPriorConfig(m=10, k=100, num_classes=1000, width=512, depth=12, heads=8)
-
 
 def table5_notation(unet: ADMUNetConfig) -> dict[str, str]:
     """Our config written the way Table 5 writes it."""
     return {"feature_maps": "-".join(map(str, unet.channel_mult)) + f" (x{unet.model_channels})",
             "attention_resolutions": "(" + ",".join(map(str, sorted(unet.attn_resolutions))) + ")"}
-
-
-def _parameters(make) -> int:
-    with torch.device("meta"):
-        return sum(p.numel() for p in make().parameters())
 
 
 @harness("table5", "Table 5: ImageNet network configurations (parameter counts at paper scale)", ("table5",))
@@ -44,11 +36,11 @@ def table5(ctx: RunContext) -> list[Row]:
     ours = {**{f"table5.imagenet64.{k}": v for k, v in table5_notation(UNET_64).items()},
             "table5.imagenet64.encoder_patch": f"{ENCODER_64.patch}x{ENCODER_64.patch}",
             "table5.imagenet128.encoder_patch": f"{ENCODER_128.patch}x{ENCODER_128.patch}"}
-    counts = {"ADM U-Net (EDM baseline)": _parameters(lambda: ADMUNet(ADMUNetConfig.imagenet64())),
-              "ADM U-Net + cross-attention": _parameters(lambda: ADMUNet(UNET_64)),
-              "ViT encoder": _parameters(lambda: ViTEncoder(ENCODER_64)),
-              "latent context": _parameters(lambda: LatentContext(LATENTS)),
-              "autoregressive prior": _parameters(lambda: AutoregressivePrior(PRIOR))}
+    counts = {"ADM U-Net (EDM baseline)": meta_parameter_count(lambda: ADMUNet(ADMUNetConfig.imagenet64())),
+              "ADM U-Net + cross-attention": meta_parameter_count(lambda: ADMUNet(UNET_64)),
+              "ViT encoder": meta_parameter_count(lambda: ViTEncoder(ENCODER_64)),
+              "latent context": meta_parameter_count(lambda: LatentContext(LATENTS)),
+              "autoregressive prior": meta_parameter_count(lambda: AutoregressivePrior(PRIOR))}
     if ctx.dry_run:
         for ref_id, v in ours.items():
             print(f"{ref_id}: ours {v!r}, paper {ref[ref_id].value!r}")
