@@ -9,7 +9,7 @@ pytest.importorskip("rdkit")
 pytest.importorskip("e3nn")
 conf = pytest.importorskip("bench.docking.confidence")
 from bench.docking import so3  # noqa: E402
-from bench.docking.data import Complex, etkdg_conformer  # noqa: E402
+from bench.docking.data import synthetic_complex  # noqa: E402
 from bench.docking.rmsd import success_rates, symmetry_rmsd  # noqa: E402
 from bench.docking.score_model import ScoreModelConfig, TensorProductScoreModel, make_batch  # noqa: E402
 from bench.train import TrainConfig  # noqa: E402
@@ -17,16 +17,11 @@ from bench.train import TrainConfig  # noqa: E402
 F64 = torch.float64
 
 
-def _complex(smiles, n_res, seed, name):
-    """Ligand (ETKDG pose as the crystal) inside a shell of residues 5-12 A from its centre."""
-    from bench.docking.data import synthetic_complex
-
-    return synthetic_complex(smiles, n_res, seed, name, shell=(5, 12))
-
-
 @pytest.fixture(scope="module")
 def complexes():
-    return [_complex("CC(=O)Nc1ccc(OCC(O)CN)cc1", 28, 0, "synA"), _complex("c1ccccc1CCO", 20, 1, "synB")]
+    """Ligands (ETKDG pose as the crystal) inside shells of residues 5-12 A from their centres."""
+    return [synthetic_complex("CC(=O)Nc1ccc(OCC(O)CN)cc1", 28, 0, "synA", shell=(5, 12)),
+            synthetic_complex("c1ccccc1CCO", 20, 1, "synB", shell=(5, 12))]
 
 
 @pytest.fixture(scope="module")

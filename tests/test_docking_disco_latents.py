@@ -1,5 +1,6 @@
 """DisCo-DiffDock pointer latents (bench.docking.disco_latents): ragged softmax, Gumbel, pointer features,
 dropout, encoder / prior permutation equivariance, prior normalisation, temperature, freezing."""
+import dataclasses
 
 import numpy as np
 import pytest
@@ -105,20 +106,16 @@ SMILES = "CC(=O)NC1CC1"
 
 
 def _complex(perm_lig=None, perm_rec=None, n_res=6, seed=0):
+    """Synthetic complex (residues 3-9 A from the ligand), its atoms / residues optionally renumbered."""
     from rdkit import Chem
-    from bench.docking.data import Complex, etkdg_conformer
-    mol = etkdg_conformer(Chem.MolFromSmiles(SMILES), seed=seed)
-    rng = np.random.default_rng(seed)
-    pos = mol.GetConformer().GetPositions()
-    d = rng.normal(size=(n_res, 3))
-    ca = pos.mean(0) + d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(3, 9, (n_res, 1))
-    types = rng.integers(0, 21, n_res)
+    from bench.docking.data import synthetic_complex
+    c = synthetic_complex(SMILES, n_res, seed, "t", shell=(3, 9))
     if perm_lig is not None:   # new atom k = old atom perm_lig[k]
-        mol = Chem.RenumberAtoms(mol, [int(i) for i in perm_lig])
-        pos = mol.GetConformer().GetPositions()
+        mol = Chem.RenumberAtoms(c.ligand, [int(i) for i in perm_lig])
+        c = dataclasses.replace(c, ligand=mol, ligand_coords=mol.GetConformer().GetPositions())
     if perm_rec is not None:
-        ca, types = ca[perm_rec], types[perm_rec]
-    return Complex(name="t", ca_coords=ca, residue_types=types, ligand=mol, ligand_coords=pos, source="synthetic")
+        c = dataclasses.replace(c, ca_coords=c.ca_coords[perm_rec], residue_types=c.residue_types[perm_rec])
+    return c
 
 
 @pytest.fixture(scope="module")

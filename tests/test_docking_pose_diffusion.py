@@ -10,7 +10,7 @@ pytest.importorskip("rdkit")
 pytest.importorskip("e3nn")
 pd = pytest.importorskip("bench.docking.pose_diffusion")
 from bench.docking import so3, torus  # noqa: E402
-from bench.docking.data import Complex, etkdg_conformer  # noqa: E402
+from bench.docking.data import etkdg_conformer, synthetic_complex  # noqa: E402
 from bench.docking.noise import PoseNoiseConfig  # noqa: E402
 from bench.docking.score_model import ScoreModelConfig, TensorProductScoreModel  # noqa: E402
 from bench.docking.torsion import torsion_angles, torsion_quadruplets  # noqa: E402
@@ -23,14 +23,8 @@ TINY_SIGMA = PoseNoiseConfig(tr_sigma_min=1e-5, rot_sigma_min=6e-4, tor_sigma_mi
 
 
 def _synthetic(smiles, n_res, seed, name):
-    from rdkit import Chem
-    mol = etkdg_conformer(Chem.MolFromSmiles(smiles), seed=seed)
-    pos = mol.GetConformer().GetPositions()
-    rng = np.random.default_rng(seed)
-    d = rng.normal(size=(n_res, 3))
-    ca = pos.mean(0) + 20.0 + d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(4, 12, (n_res, 1))
-    return Complex(name=name, ca_coords=ca, residue_types=rng.integers(0, 21, n_res), ligand=mol,
-                   ligand_coords=pos, source="synthetic")
+    """Residues 4-12 A around a point 20 A off the ligand on every axis: the protein centre is not the ligand's."""
+    return synthetic_complex(smiles, n_res, seed, name, shell=(4, 12), offset=20.0)
 
 
 @pytest.fixture(scope="module")

@@ -269,6 +269,24 @@ def test_extra_node_features_hook(complexes):
     assert m.rec_edge_embedding[0].in_features == cfg.sigma_embed_dim + cfg.distance_embed_dim + 4
 
 
+def test_node_features_are_what_forward_convolves_to(model, batch):
+    """node_features is the last conv layer's output inside forward (ligand atoms, then residues);
+    node_scalars its 0e + 0o channels (the confidence model's and the DisCo latents' input)."""
+    seen = []
+    handle = model.conv_layers[-1].register_forward_hook(lambda mod, inp, out: seen.append(out))
+    try:
+        _run(model, batch, 0.4)
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        h, s = model.node_features(batch, 0.4), model.node_scalars(batch, 0.4)
+    assert h.shape == (len(batch.lig_pos) + len(batch.rec_pos), model.conv_layers[-1].out_irreps.dim)
+    assert torch.equal(h, seen[0])
+    ns = model.cfg.ns
+    assert s.shape[1] == sm.scalar_dim(model.cfg) == 2 * ns
+    assert torch.equal(s, torch.cat([h[:, :ns], h[:, -ns:]], 1))
+
+
 def test_backward_train_mode_with_batch_norm(complexes):
     torch.manual_seed(1)
     m = sm.TensorProductScoreModel(sm.ScoreModelConfig.tiny(batch_norm=True, dropout=0.1)).train()

@@ -32,9 +32,9 @@ Facts (own code; read from gcorso/DiffDock v1.0 and gcorso/disco-diffdock @720bc
   (descending), top-1 = the most confident (``rmsd.success_rates`` with ``ranking=confidence``).
 
 The trunk is a ``TensorProductScoreModel`` built without torsion head and with its centre head removed;
-``ConfidenceModel.forward`` runs that model's own forward and stops it right after the last convolution
-layer (a forward hook raises a private exception carrying the node features), so the embedding and graph
-construction are the score model's code, not a copy of it.
+``ConfidenceModel`` reads its ``node_scalars`` (the node features after the last convolution layer that the
+score model's own forward uses), so the embedding and graph construction are the score model's code, not a
+copy of it.
 """
 from __future__ import annotations
 
@@ -50,9 +50,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench.docking.data import Complex
-from bench.docking.pose_diffusion import _centred, sample_poses
+from bench.docking.pose_diffusion import model_dtype, protein_centred, sample_poses
 from bench.docking.rmsd import DEFAULT_TIMEOUT_S, SUCCESS_THRESHOLD, symmetry_rmsd
-from bench.docking.score_model import DockingBatch, ScoreModelConfig, TensorProductScoreModel, make_batch
+from bench.docking.score_model import (DockingBatch, ScoreModelConfig, TensorProductScoreModel, make_batch,
+                                       scalar_dim, scatter_mean)
 from bench.train import TrainConfig, fit
 
 F64 = torch.float64
@@ -91,18 +92,6 @@ class ConfidenceModelConfig:
         return cls(**kw)
 
 
-class _TrunkDone(Exception):
-    """Carries the node features out of the trunk's forward after its last convolution layer."""
-
-    def __init__(self, h: torch.Tensor):
-        super().__init__()
-        self.h = h
-
-
-def _stop_after(module, inputs, output):
-    raise _TrunkDone(output)
-
-
 class ConfidenceModel(nn.Module):
     """forward(batch: DockingBatch) -> [B] logits (one per complex; > 0 predicts RMSD < 2 A)."""
 
@@ -113,8 +102,6 @@ class ConfidenceModel(nn.Module):
         for name in _HEAD_MODULES:
             delattr(self.trunk, name)
         ns = cfg.trunk.ns
-        # 0e and 0o scalars from 3 layers on (score_model.py confidence_mode: num_conv_layers >= 3)
-        self.n_scalars = 2 * ns if cfg.trunk.num_conv_layers >= 3 else ns
 
         def norm():
             return nn.BatchNorm1d(ns) if cfg.batch_norm else nn.Identity()
@@ -125,27 +112,22 @@ class ConfidenceModel(nn.Module):
         if dtype is not None:
             self.predictor.to(dtype)
 
+    @property
+    def n_scalars(self) -> int:
+        """0e and, from 3 trunk layers on, 0o scalars (score_model.py confidence_mode: num_conv_layers >= 3)."""
+        return scalar_dim(self.cfg.trunk)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
     def node_features(self, batch: DockingBatch) -> torch.Tensor:
         """[N + R, dim] node features after the trunk's last convolution (ligand atoms first), at t = cfg.t."""
-        handle = self.trunk.conv_layers[-1].register_forward_hook(_stop_after)
-        try:
-            self.trunk(batch, self.cfg.t)
-        except _TrunkDone as done:
-            return done.h
-        finally:
-            handle.remove()
-        raise RuntimeError("score-model trunk returned without running its last convolution layer")
+        return self.trunk.node_features(batch, self.cfg.t)
 
     def pooled_scalars(self, batch: DockingBatch) -> torch.Tensor:
         """[B, n_scalars]: mean over each complex's ligand atoms of [0e channels, 0o channels]."""
-        ns = self.cfg.trunk.ns
-        h = self.node_features(batch)[:len(batch.lig_pos)]
-        s = torch.cat([h[:, :ns], h[:, -ns:]], 1) if self.n_scalars == 2 * ns else h[:, :ns]
-        counts = torch.bincount(batch.lig_batch, minlength=batch.num_graphs).clamp_min(1).to(s.dtype)
-        return s.new_zeros(batch.num_graphs, s.shape[1]).index_add_(0, batch.lig_batch, s) / counts[:, None]
+        s = self.trunk.node_scalars(batch, self.cfg.t)[:len(batch.lig_pos)]
+        return scatter_mean(s, batch.lig_batch, batch.num_graphs)
 
     def forward(self, batch: DockingBatch) -> torch.Tensor:
         if self.training and self.cfg.batch_norm and batch.num_graphs < 2:
@@ -196,12 +178,8 @@ def confidence_dataset(score_model: nn.Module, complexes: Sequence[Complex], n_s
 
 def _batch(complexes: Sequence[Complex], poses: Sequence, dtype: torch.dtype) -> DockingBatch:
     """Complexes with their ligand at poses, in the protein-centred frame (as the score model sees them)."""
-    batch, _ = _centred(make_batch(list(complexes), ligand_pos=[np.asarray(p) for p in poses], dtype=F64))
+    batch, _ = protein_centred(make_batch(list(complexes), ligand_pos=[np.asarray(p) for p in poses], dtype=F64))
     return batch.to(dtype=dtype)
-
-
-def _dtype(model: nn.Module) -> torch.dtype:
-    return next(model.parameters()).dtype
 
 
 def predict_logits(model: ConfidenceModel, complexes: Sequence[Complex], poses: Sequence,
@@ -216,7 +194,7 @@ def predict_logits(model: ConfidenceModel, complexes: Sequence[Complex], poses: 
     try:
         with torch.no_grad():
             for s in range(0, len(poses), batch_size):
-                out.append(model(_batch(complexes[s:s + batch_size], poses[s:s + batch_size], _dtype(model))))
+                out.append(model(_batch(complexes[s:s + batch_size], poses[s:s + batch_size], model_dtype(model))))
     finally:
         model.train(was_training)
     return torch.cat(out).to(F64) if out else torch.zeros(0, dtype=F64)
@@ -250,7 +228,7 @@ def confidence_loss_fn(dataset: Sequence[ConfidenceExample], batch_size: int):
     def loss_fn(model, generator, shard):
         idx = shard.take(torch.randint(len(dataset), (batch_size,), generator=generator)).tolist()
         ex = [dataset[i] for i in idx]
-        logits = model(_batch([e.complex for e in ex], [e.pose for e in ex], _dtype(model)))
+        logits = model(_batch([e.complex for e in ex], [e.pose for e in ex], model_dtype(model)))
         labels = torch.tensor([e.label for e in ex], dtype=logits.dtype)
         return F.binary_cross_entropy_with_logits(logits, labels)
 

@@ -38,7 +38,7 @@ class MissingDockingDependency(ImportError):
     """RDKit (or another docking extra) is not installed."""
 
 
-def _chem():
+def import_rdkit():
     """(Chem, AllChem) from RDKit, imported on first use."""
     try:
         from rdkit import Chem
@@ -178,7 +178,7 @@ def parse_protein(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def _heavy_3d(mol, where: str):
     """Sanitised heavy-atom copy with a 3D conformer, or DockingDataError."""
-    Chem, _ = _chem()
+    Chem, _ = import_rdkit()
     try:
         Chem.SanitizeMol(mol)
         mol = Chem.RemoveAllHs(mol, sanitize=True)
@@ -196,7 +196,7 @@ def _heavy_3d(mol, where: str):
 
 def read_ligand(path: str | Path):
     """Heavy-atom RDKit molecule with its file coordinates, from the first record of an .sdf or a .mol2."""
-    Chem, _ = _chem()
+    Chem, _ = import_rdkit()
     path = Path(path)
     if not path.is_file():
         raise DockingDataError(f"{path}: ligand file missing")
@@ -308,7 +308,7 @@ def _element(line: str, pdbqt: bool) -> str:
 def cut_ligand(path: str | Path, resname: str, smiles: str, chain: str | None = None):
     """Heavy-atom ligand ``resname`` (first copy in file order, or the copy in ``chain``) from the HETATM
     records of a whole PDB/PDBQT entry; bond orders from the template ``smiles``, stereo from the 3D pose."""
-    Chem, AllChem = _chem()
+    Chem, AllChem = import_rdkit()
     from rdkit.Chem import rdDetermineBonds
     from rdkit.Geometry import Point3D
 
@@ -448,7 +448,7 @@ def offline_complexes(names: Iterable[str] | None = None, debian_root: str | Pat
 
     Needs RDKit (MissingDockingDependency otherwise). ``warn`` also emits one warning listing the skipped.
     """
-    _chem()
+    import_rdkit()
     wanted = None if names is None else set(names)
     complexes, skipped = [], []
     for entry in OFFLINE_TABLE:
@@ -501,7 +501,7 @@ def _implicit_valence(atom) -> int:
 
 def ligand_features(mol) -> np.ndarray:
     """[N, 16] int64 category indices per atom, DiffDock's ``lig_atom_featurizer`` columns (LIGAND_FEATURES)."""
-    _chem()
+    import_rdkit()
     ring = mol.GetRingInfo()
     rows = []
     for i, atom in enumerate(mol.GetAtoms()):
@@ -552,7 +552,7 @@ def rotatable_bonds(mol) -> np.ndarray:
     (any bond order). v is on the side DiffDock rotates: the smaller one; on a tie, the side holding the
     lowest atom index (DiffDock takes the first of networkx's equal-sized components).
     """
-    _chem()
+    import_rdkit()
     adj: list[list[int]] = [[] for _ in range(mol.GetNumAtoms())]
     bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()]
     for a, b in bonds:
@@ -575,7 +575,7 @@ def etkdg_conformer(mol, seed: int = 0):
     """Copy of ``mol`` (same atom order, heavy atoms) with one ETKDGv2 conformer, as DiffDock generates it:
     embed with hydrogens, up to three tries (seeds seed, seed+1, seed+2), then random starting coordinates
     plus an MMFF optimisation. Deterministic for a given seed."""
-    Chem, AllChem = _chem()
+    Chem, AllChem = import_rdkit()
     work = Chem.Mol(mol)
     work.RemoveAllConformers()
     work = Chem.AddHs(work)
@@ -599,21 +599,22 @@ def etkdg_conformer(mol, seed: int = 0):
 __all__ = [
     "AMINO_ACIDS", "Complex", "DockingDataError", "INSTALL_HINT", "LIGAND_FEATURES", "LIGAND_FEATURE_DIMS",
     "MissingDockingDependency", "OFFLINE_TABLE", "OfflineEntry", "OfflineSet", "SPLITS", "SPLIT_ALIASES",
-    "UNKNOWN_RESIDUE", "cut_ligand", "etkdg_conformer", "ligand_features", "ligand_features_onehot",
+    "UNKNOWN_RESIDUE", "cut_ligand", "etkdg_conformer", "import_rdkit", "ligand_features", "ligand_features_onehot",
     "load_offline_entry", "load_pdbbind_complex", "load_split", "offline_complexes", "parse_protein",
     "read_ligand", "residue_index", "rotatable_bonds",
 ]
 
 
 def synthetic_complex(smiles: str, n_residues: int, seed: int, name: str,
-                      shell: tuple[float, float] = (5.0, 12.0)) -> Complex:
+                      shell: tuple[float, float] = (5.0, 12.0), offset: float = 0.0) -> Complex:
     """A made-up complex for tests and timings (source "synthetic", never a result): the
     ligand's ETKDG pose stands in for the crystal pose, inside n_residues C-alpha points at
-    random directions and `shell` distances (Angstrom) from its centre, random residue types."""
-    mol = etkdg_conformer(_chem()[0].MolFromSmiles(smiles), seed=seed)
+    random directions and `shell` distances (Angstrom) from its centre shifted by `offset` along
+    every axis (offset != 0 puts the protein centre away from the ligand), random residue types."""
+    mol = etkdg_conformer(import_rdkit()[0].MolFromSmiles(smiles), seed=seed)
     pos = mol.GetConformer().GetPositions()
     rng = np.random.default_rng(seed)
     d = rng.normal(size=(n_residues, 3))
-    ca = pos.mean(0) + d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(*shell, (n_residues, 1))
+    ca = pos.mean(0) + offset + d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(*shell, (n_residues, 1))
     return Complex(name=name, ca_coords=ca, residue_types=rng.integers(0, 21, n_residues), ligand=mol,
                    ligand_coords=pos, source="synthetic")

@@ -45,7 +45,8 @@ import torch
 from torch import nn
 
 from bench.disco.gumbel import gumbel_noise
-from bench.docking.score_model import DockingBatch, ScoreModelConfig, TensorProductScoreModel
+from bench.docking.score_model import DockingBatch, ScoreModelConfig, TensorProductScoreModel, scalar_dim, scatter_mean
+from bench.docking.so3 import random_rotations
 
 NUM_POINTERS = 2        # m (DisCo-Diff App. E)
 POINTER_DROP_P = 0.1    # latent dropout probability (DisCo-Diff App. B/E)
@@ -69,6 +70,16 @@ def _expand(index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return index.reshape(-1, *([1] * (like.ndim - 1))).expand_as(like)
 
 
+def _node_max(x: torch.Tensor, batch_index: torch.Tensor, B: int) -> torch.Tensor:
+    """[B, ...] per-complex maximum of x [n, ...] (no gradient; -inf for a complex without nodes)."""
+    return x.new_full((B, *x.shape[1:]), -math.inf).scatter_reduce(0, _expand(batch_index, x), x.detach(), "amax")
+
+
+def _row_positions(x: torch.Tensor) -> torch.Tensor:
+    """[n, 1, ...] row index of x [n, ...], broadcastable against x."""
+    return torch.arange(len(x), device=x.device).reshape(-1, *([1] * (x.ndim - 1)))
+
+
 def node_log_softmax(logits: torch.Tensor, batch_index: torch.Tensor, tau: float = 1.0,
                      num_graphs: int | None = None) -> torch.Tensor:
     """log softmax(logits / tau) over the nodes of each complex. logits [n, ...] (trailing dims, e.g. one
@@ -77,8 +88,7 @@ def node_log_softmax(logits: torch.Tensor, batch_index: torch.Tensor, tau: float
         raise ValueError(f"tau must be > 0, got {tau}")
     x = logits / tau
     B = _num(batch_index, num_graphs)
-    idx = _expand(batch_index, x)
-    mx = x.new_full((B, *x.shape[1:]), -math.inf).scatter_reduce(0, idx, x.detach(), "amax")
+    mx = _node_max(x, batch_index, B)
     mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
     shifted = x - mx[batch_index]
     total = x.new_zeros((B, *x.shape[1:])).index_add_(0, batch_index, shifted.exp())
@@ -94,13 +104,12 @@ def node_softmax(logits: torch.Tensor, batch_index: torch.Tensor, tau: float = 1
 def node_argmax(logits: torch.Tensor, batch_index: torch.Tensor, num_graphs: int | None = None) -> torch.Tensor:
     """[B, ...] global index of each complex's largest logit (first one on ties)."""
     B = _num(batch_index, num_graphs)
-    idx = _expand(batch_index, logits)
-    mx = logits.new_full((B, *logits.shape[1:]), -math.inf).scatter_reduce(0, idx, logits.detach(), "amax")
+    mx = _node_max(logits, batch_index, B)
     n = len(logits)
-    pos = torch.arange(n, device=logits.device).reshape(-1, *([1] * (logits.ndim - 1))).expand_as(logits)
+    pos = _row_positions(logits).expand_as(logits)
     cand = torch.where(logits.detach() == mx[batch_index], pos, torch.full_like(pos, n))
     return torch.full((B, *logits.shape[1:]), n, dtype=torch.long, device=logits.device).scatter_reduce(
-        0, idx, cand, "amin")
+        0, _expand(batch_index, logits), cand, "amin")
 
 
 def node_gumbel_softmax(logits: torch.Tensor, batch_index: torch.Tensor, tau: float = 1.0,
@@ -114,8 +123,7 @@ def node_gumbel_softmax(logits: torch.Tensor, batch_index: torch.Tensor, tau: fl
     if not hard:
         return soft
     am = node_argmax((logits + g).detach(), batch_index, num_graphs)                 # [B, ...]
-    pos = torch.arange(len(logits), device=logits.device).reshape(-1, *([1] * (logits.ndim - 1)))
-    one_hot = (pos == am[batch_index]).to(soft.dtype)
+    one_hot = (_row_positions(logits) == am[batch_index]).to(soft.dtype)
     return one_hot - soft.detach() + soft
 
 
@@ -206,37 +214,10 @@ def with_node_extra(batch: DockingBatch, extra: torch.Tensor, nodes: JointNodes 
     return dataclasses.replace(batch, lig_extra=lig, rec_extra=rec)
 
 
-# ------------------------------------------------------------------------------------ trunk features
-
-class _Stop(Exception):
-    def __init__(self, h):
-        super().__init__()
-        self.h = h
-
-
-def node_scalars(model: TensorProductScoreModel, batch: DockingBatch, t) -> torch.Tensor:
-    """Joint-order scalar node features [n, ns or 2 ns] after the model's last conv layer: the 0e channels,
-    plus the 0o channels once >= 3 layers (latent_encoder.py / pretrained_score_encoder.py). Runs the model's
-    forward and stops after the conv layers (a hook on the last one), so the output heads never run."""
-    def hook(module, inputs, output):
-        raise _Stop(output)
-
-    handle = model.conv_layers[-1].register_forward_hook(hook)
-    try:
-        model(batch, t)
-    except _Stop as s:
-        h = s.h
-    else:  # pragma: no cover
-        raise RuntimeError("last conv layer did not run")
-    finally:
-        handle.remove()
-    ns = model.cfg.ns
-    return torch.cat([h[:, :ns], h[:, -ns:]], 1) if model.cfg.num_conv_layers >= 3 else h[:, :ns]
-
-
-def _scalar_dim(cfg: ScoreModelConfig) -> int:
-    return 2 * cfg.ns if cfg.num_conv_layers >= 3 else cfg.ns
-
+# ------------------------------------------------------------------------------------ heads
+# Encoder and prior read the joint-order scalar node features of a score-model trunk
+# (TensorProductScoreModel.node_scalars: 0e channels, plus 0o from 3 layers on; latent_encoder.py /
+# pretrained_score_encoder.py), so the output heads of the score model never run.
 
 def _head(n_in: int, hidden: int, n_out: int, dropout: float) -> nn.Sequential:
     """latent_s_predictor / latent_r_predictor layout without BatchNorm (latent_no_batchnorm)."""
@@ -285,14 +266,14 @@ class PointerEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.trunk = TensorProductScoreModel(cfg.score_config(), dtype=dtype)
-        d = _scalar_dim(self.trunk.cfg)
+        d = scalar_dim(self.trunk.cfg)
         self.lig_head = _head(d, cfg.hidden, cfg.m, cfg.head_dropout)
         self.rec_head = _head(d, cfg.hidden, cfg.m, cfg.head_dropout)
         if dtype is not None:
             self.to(dtype)
 
     def forward(self, batch: DockingBatch) -> torch.Tensor:
-        s = node_scalars(self.trunk, batch, self.ENCODER_T)
+        s = self.trunk.node_scalars(batch, self.ENCODER_T)
         return _apply_heads(self.lig_head, self.rec_head, s, len(batch.lig_pos))
 
     def sample(self, batch: DockingBatch, tau: float = 1.0, generator: torch.Generator | None = None,
@@ -303,27 +284,13 @@ class PointerEncoder(nn.Module):
 
 # --------------------------------------------------------------------------------------------- prior
 
-def random_rotations(n: int, generator: torch.Generator | None = None,
-                     dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """[n, 3, 3] uniform on SO(3) (normalised Gaussian quaternions)."""
-    q = torch.randn(n, 4, generator=generator, dtype=torch.float64)
-    w, x, y, z = (q / q.norm(dim=1, keepdim=True)).unbind(1)
-    R = torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-                     2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-                     2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], 1)
-    return R.reshape(n, 3, 3).to(dtype)
-
-
 def prior_ligand_pose(batch: DockingBatch, generator: torch.Generator | None = None) -> DockingBatch:
     """The prior's input: batch.lig_pos (an RDKit conformer, e.g. data.etkdg_conformer) centred, randomly
     rotated per complex, and moved to the protein centre (mean C-alpha)."""
     B, lb, rb, lp = batch.num_graphs, batch.lig_batch, batch.rec_batch, batch.lig_pos
-    def centre(pos, idx):
-        c = torch.bincount(idx, minlength=B).clamp_min(1).to(pos.dtype)
-        return pos.new_zeros(B, 3).index_add_(0, idx, pos) / c[:, None]
     R = random_rotations(B, generator, lp.dtype)
-    x = lp - centre(lp, lb)[lb]
-    x = torch.einsum("nij,nj->ni", R[lb], x) + centre(batch.rec_pos, rb)[lb]
+    x = lp - scatter_mean(lp, lb, B)[lb]
+    x = torch.einsum("nij,nj->ni", R[lb], x) + scatter_mean(batch.rec_pos, rb, B)[lb]
     return batch.with_ligand_pos(x)
 
 
@@ -349,7 +316,7 @@ class PointerPrior(nn.Module):
             raise ValueError(f"score model needs extra_node_dim = {pointer_extra_dim(m)} for m = {m}")
         self.m = m
         self.score_model = score_model
-        d = _scalar_dim(score_model.cfg)
+        d = scalar_dim(score_model.cfg)
         dtype = next(score_model.parameters()).dtype
         self.lig_heads = nn.ModuleList(_head(d, hidden, 1, dropout) for _ in range(m)).to(dtype)
         self.rec_heads = nn.ModuleList(_head(d, hidden, 1, dropout) for _ in range(m)).to(dtype)
@@ -377,7 +344,7 @@ class PointerPrior(nn.Module):
         if i > 0:
             feats[:, :i] = pointer_features(z_prev[:, :i], nodes.counts, nodes.batch, dtype)
         feats[:, self.m] = self.PRIOR_NULL_FLAG
-        s = node_scalars(self.score_model, with_node_extra(batch, feats, nodes), self.PRIOR_T)
+        s = self.score_model.node_scalars(with_node_extra(batch, feats, nodes), self.PRIOR_T)
         return _apply_heads(self.lig_heads[i], self.rec_heads[i], s, nodes.num_ligand).squeeze(1)
 
     def log_prob(self, batch: DockingBatch, z: torch.Tensor) -> torch.Tensor:
@@ -425,7 +392,7 @@ def inverse_cdf(p: torch.Tensor, nodes: JointNodes, u: torch.Tensor) -> torch.Te
 __all__ = [
     "DroppedPointers", "JointNodes", "NUM_POINTERS", "POINTER_DROP_P", "PRIOR_FREEZE_EPOCHS", "PointerEncoder",
     "PointerEncoderConfig", "PointerPrior", "drop_pointers", "inverse_cdf", "joint_nodes", "local_index",
-    "node_argmax", "node_gumbel_softmax", "node_log_softmax", "node_scalars", "node_softmax",
+    "node_argmax", "node_gumbel_softmax", "node_log_softmax", "node_softmax",
     "pointer_extra_dim", "pointer_features", "pointer_uniforms", "prior_ligand_pose", "random_rotations",
     "with_node_extra",
 ]

@@ -47,7 +47,7 @@ from torch import nn
 from bench.docking import so3, torus
 from bench.docking.data import Complex, etkdg_conformer, rotatable_bonds
 from bench.docking.noise import PoseNoiseConfig, ode_perturb, reverse_plan, sde_perturb, t_to_sigma
-from bench.docking.score_model import DockingBatch, ligand_bond_graph, make_batch
+from bench.docking.score_model import DockingBatch, graph_segments, ligand_bond_graph, make_batch, scatter_mean
 from bench.docking.torsion import apply_torsion_updates, modify_conformer, rotatable_bond_masks
 from bench.train import TrainConfig, fit
 
@@ -56,15 +56,10 @@ F64 = torch.float64
 
 # ------------------------------------------------------------------------------------------ helpers
 
-def _model_dtype(model: nn.Module) -> torch.dtype:
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """dtype of the model's parameters (the default dtype for a model without any)."""
     p = next(iter(model.parameters()), None)
     return p.dtype if p is not None else torch.get_default_dtype()
-
-
-def _segments(index: torch.Tensor, n_graphs: int) -> list[tuple[int, int]]:
-    counts = torch.bincount(index, minlength=n_graphs).tolist()
-    ptr = np.concatenate([[0], np.cumsum(counts)]).astype(int).tolist()
-    return list(zip(ptr[:-1], ptr[1:]))
 
 
 @dataclass
@@ -81,8 +76,8 @@ class _Ligand:
 def _ligands(batch: DockingBatch) -> list[_Ligand]:
     """Per-complex torsion topology of a batch (masks as torsion.rotatable_bond_masks)."""
     B = batch.num_graphs
-    atoms = _segments(batch.lig_batch, B)
-    tors = _segments(batch.tor_batch, B) if len(batch.tor_bonds) else [(0, 0)] * B
+    atoms = graph_segments(batch.lig_batch, len(batch.lig_batch), B)
+    tors = graph_segments(batch.tor_batch, len(batch.tor_bonds), B)
     edges = batch.lig_bond_index.T.cpu().numpy()
     out = []
     for (s, e), (bs, be) in zip(atoms, tors):
@@ -102,12 +97,11 @@ def _generators(generator, n: int) -> list[torch.Generator]:
     return gens
 
 
-def _centred(batch: DockingBatch) -> tuple[DockingBatch, torch.Tensor]:
-    """Batch shifted so each complex's protein centre (mean C-alpha) is at the origin; centres [B, 3]."""
-    B = batch.num_graphs
+def protein_centred(batch: DockingBatch) -> tuple[DockingBatch, torch.Tensor]:
+    """Batch (float64) shifted so each complex's protein centre (mean C-alpha) is at the origin, the frame the
+    score and confidence models see (PDBBind.get_complex); centres [B, 3]."""
     rec = batch.rec_pos.to(F64)
-    counts = torch.bincount(batch.rec_batch, minlength=B).clamp_min(1).to(F64)
-    centre = rec.new_zeros(B, 3).index_add_(0, batch.rec_batch, rec) / counts[:, None]
+    centre = scatter_mean(rec, batch.rec_batch, batch.num_graphs)
     return (dataclasses.replace(batch, rec_pos=rec - centre[batch.rec_batch],
                                 lig_pos=batch.lig_pos.to(F64) - centre[batch.lig_batch]), centre)
 
@@ -152,7 +146,7 @@ def noise_complex(complex_or_batch, t, generator, cfg: PoseNoiseConfig,
     (then a complex's noise does not depend on the rest of the batch). Draws per complex, in order:
     tr [3], rot (IGSO(3) angle then axis), tor [m]. no_torsion: rigid noise only (targets tor = []).
     """
-    batch, centre = _centred(_as_batch(complex_or_batch))
+    batch, centre = protein_centred(_as_batch(complex_or_batch))
     B = batch.num_graphs
     t = torch.as_tensor(t, dtype=F64).reshape(-1)
     t = t.expand(B).clone() if t.numel() == 1 else t
@@ -172,10 +166,7 @@ def noise_complex(complex_or_batch, t, generator, cfg: PoseNoiseConfig,
         pos[lig.start:lig.end] = modify_conformer(
             pos[lig.start:lig.end], tr_u[b], rot_u[b], tor if m else None, lig.bonds, lig.masks)
     tor_u = torch.cat(tor_u)
-    if no_torsion:
-        tor_sig = tor_u.new_zeros(0)
-    else:
-        tor_sig = tor_s[batch.tor_batch] if len(batch.tor_bonds) else tor_u.new_zeros(0)
+    tor_sig = tor_s[batch.tor_batch] if len(tor_u) else tor_u.new_zeros(0)
     return NoisedBatch(
         batch=batch.with_ligand_pos(pos), centre=centre, t=t, tr_sigma=tr_s, rot_sigma=rot_s, tor_sigma=tor_sig,
         tr_update=tr_u, rot_update=rot_u, tor_update=tor_u,
@@ -202,7 +193,7 @@ class ScoreLoss:
 def score_matching_loss(model: nn.Module, noised: NoisedBatch, tr_weight: float = 0.33, rot_weight: float = 0.33,
                         tor_weight: float = 0.33) -> ScoreLoss:
     """DiffDock's weighted denoising score-matching loss (utils/training.py loss_function, apply_mean=True)."""
-    dtype = _model_dtype(model)
+    dtype = model_dtype(model)
     out = model(noised.batch.to(dtype=dtype), noised.t.to(dtype))
     tr_pred, rot_pred, tor_pred = out.tr.to(F64), out.rot.to(F64), out.tor.to(F64)
 
@@ -213,12 +204,11 @@ def score_matching_loss(model: nn.Module, noised: NoisedBatch, tr_weight: float 
         return (((p - noised.rot_score) / noised.rot_score_norm[:, None]) ** 2).mean()
 
     def tor_term(p):
-        if len(noised.tor_score) == 0:
-            return noised.tor_score.new_zeros(()) + 0 * p.sum()
+        if len(noised.tor_score) == 0:   # no rotatable bond, or rigid noise: no torsion loss and no gradient
+            return noised.tor_score.new_zeros(())
         return ((p - noised.tor_score) ** 2 / noised.tor_score_norm2).mean()
 
-    tr, rot = tr_term(tr_pred), rot_term(rot_pred)
-    tor = tor_term(tor_pred if len(noised.tor_score) else tor_pred.new_zeros(0))
+    tr, rot, tor = tr_term(tr_pred), rot_term(rot_pred), tor_term(tor_pred)
     loss = tr_weight * tr + rot_weight * rot + tor_weight * tor
     zero = torch.zeros_like
     return ScoreLoss(loss, tr.detach(), rot.detach(), tor.detach(), tr_term(zero(tr_pred)).detach(),
@@ -236,15 +226,26 @@ class SampledPoses:
     conformer: np.ndarray   # [N_atoms, 3] the RDKit conformer sampling started from (original atom order)
 
 
-def _uniform_rotation(g: torch.Generator) -> torch.Tensor:
-    """Haar-uniform rotation matrix [3, 3] from a normalised Gaussian quaternion (w, x, y, z)."""
-    q = torch.randn(4, generator=g, dtype=F64)
-    q = q / q.norm()
-    q = -q if q[0] < 0 else q
-    s = q[1:].norm()
-    angle = 2 * torch.atan2(s, q[0])
-    vec = q[1:] / s.clamp_min(1e-300) * angle
-    return so3.rotvec_to_matrix(vec)
+def _random_start(conformer: torch.Tensor, bonds: np.ndarray, masks: np.ndarray, m: int, g: torch.Generator,
+                  tr_sigma_max: float) -> torch.Tensor:
+    """randomize_position: torsions ~ U(-pi, pi) [m], centred, uniformly rotated (Gaussian quaternion [4]),
+    translated by N(0, tr_sigma_max^2 I) [3]; drawn from g in that order."""
+    tor0 = (torch.rand(m, generator=g, dtype=F64) * 2 - 1) * math.pi
+    x = apply_torsion_updates(conformer, bonds, masks, tor0) if m else conformer
+    x = (x - x.mean(0, keepdim=True)) @ so3.random_rotations(1, g)[0].T
+    return x + tr_sigma_max * torch.randn(3, generator=g, dtype=F64)
+
+
+def _perturbations(step, tr_sc: torch.Tensor, rot_sc: torch.Tensor, tor_sc: torch.Tensor | None, m: int,
+                   g: torch.Generator, ode: bool) -> tuple:
+    """One sample's (tr, rot, tor) updates at one reverse step (tor None when m = 0); the SDE draws z_tr [3],
+    z_rot [3], z_tor [m] from g when the step adds noise."""
+    if ode:
+        return (ode_perturb(tr_sc, step.g_tr, step.dt), ode_perturb(rot_sc, step.g_rot, step.dt),
+                ode_perturb(tor_sc, step.g_tor, step.dt) if m else None)
+    z = [torch.randn(k, generator=g, dtype=F64) if step.add_noise else None for k in (3, 3, m)]
+    return (sde_perturb(tr_sc, step.g_tr, step.dt, z[0]), sde_perturb(rot_sc, step.g_rot, step.dt, z[1]),
+            sde_perturb(tor_sc, step.g_tor, step.dt, z[2]) if m else None)
 
 
 def sample_poses(model: nn.Module, complex: Complex, n_samples: int | None = None,
@@ -271,7 +272,7 @@ def sample_poses(model: nn.Module, complex: Complex, n_samples: int | None = Non
     cfg = dataclasses.replace(cfg, inference_steps=steps, actual_steps=actual_steps,
                               no_final_step_noise=no_final_step_noise)
     plan = reverse_plan(cfg)
-    dtype = _model_dtype(model)
+    dtype = model_dtype(model)
 
     if conformer is None:
         conformer = etkdg_conformer(complex.ligand, seed=conformer_seed).GetConformer().GetPositions()
@@ -286,50 +287,28 @@ def sample_poses(model: nn.Module, complex: Complex, n_samples: int | None = Non
     centre = torch.as_tensor(complex.ca_coords, dtype=F64).mean(0)
     conf = torch.as_tensor(conformer, dtype=F64)
 
+    chunks = [seeds[c0:c0 + batch_size] for c0 in range(0, len(seeds), batch_size)]
     was_training = model.training
     model.eval()
-    poses, calls, nfe = [], 0, 0
+    poses = []
     try:
-        for c0 in range(0, len(seeds), batch_size):
-            chunk = seeds[c0:c0 + batch_size]
+        for chunk in chunks:
             b = len(chunk)
             gens = [torch.Generator().manual_seed(s) for s in chunk]
-            # randomize_position: torsions, centre + uniform rotation, translation ~ N(0, tr_sigma_max^2)
-            pos = []
-            for g in gens:
-                x = conf
-                tor0 = (torch.rand(m, generator=g, dtype=F64) * 2 - 1) * math.pi
-                if m:
-                    x = apply_torsion_updates(x, bonds, masks, tor0)
-                x = (x - x.mean(0, keepdim=True)) @ _uniform_rotation(g).T
-                pos.append(x + cfg.tr_sigma_max * torch.randn(3, generator=g, dtype=F64))
-            base, _ = _centred(make_batch([complex] * b, dtype=F64))
-            base = base.to(dtype=dtype)
-            nfe = 0
+            pos = [_random_start(conf, bonds, masks, m, g, cfg.tr_sigma_max) for g in gens]
+            base = protein_centred(make_batch([complex] * b, dtype=F64))[0].to(dtype=dtype)
             for step in plan:
-                lig = torch.cat(pos).to(dtype)
                 with torch.no_grad():
-                    out = model(base.with_ligand_pos(lig), torch.full((b,), step.t, dtype=dtype))
-                calls += 1
-                nfe += 1
+                    out = model(base.with_ligand_pos(torch.cat(pos).to(dtype)), torch.full((b,), step.t, dtype=dtype))
                 tr_sc, rot_sc = out.tr.to(F64), out.rot.to(F64)
-                tor_sc = out.tor.to(F64).reshape(b, -1) if m else None
+                tor_sc = out.tor.to(F64).reshape(b, -1) if m else [None] * b
                 for i, g in enumerate(gens):
-                    if ode:
-                        tr_p = ode_perturb(tr_sc[i], step.g_tr, step.dt)
-                        rot_p = ode_perturb(rot_sc[i], step.g_rot, step.dt)
-                        tor_p = ode_perturb(tor_sc[i], step.g_tor, step.dt) if m else None
-                    else:
-                        noise = step.add_noise
-                        z = [torch.randn(k, generator=g, dtype=F64) if noise else None for k in (3, 3, m)]
-                        tr_p = sde_perturb(tr_sc[i], step.g_tr, step.dt, z[0])
-                        rot_p = sde_perturb(rot_sc[i], step.g_rot, step.dt, z[1])
-                        tor_p = sde_perturb(tor_sc[i], step.g_tor, step.dt, z[2]) if m else None
-                    pos[i] = modify_conformer(pos[i], tr_p, rot_p, tor_p, bonds, masks)
+                    update = _perturbations(step, tr_sc[i], rot_sc[i], tor_sc[i], m, g, ode)
+                    pos[i] = modify_conformer(pos[i], *update, bonds, masks)
             poses += [p + centre for p in pos]
     finally:
         model.train(was_training)
-    return SampledPoses(torch.stack(poses), nfe, calls, conformer)
+    return SampledPoses(torch.stack(poses), len(plan), len(plan) * len(chunks), conformer)
 
 
 # ----------------------------------------------------------------------------------------- training
@@ -402,5 +381,5 @@ def train_score_model(model: nn.Module, complexes: Sequence[Complex], cfg: Docki
         model.eval()
 
 
-__all__ = ["DockingTrainConfig", "NoisedBatch", "SampledPoses", "ScoreLoss", "docking_loss_fn", "noise_complex",
-           "sample_poses", "sample_t", "score_matching_loss", "train_score_model"]
+__all__ = ["DockingTrainConfig", "NoisedBatch", "SampledPoses", "ScoreLoss", "docking_loss_fn", "model_dtype",
+           "noise_complex", "protein_centred", "sample_poses", "sample_t", "score_matching_loss", "train_score_model"]

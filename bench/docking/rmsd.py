@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bench.docking.data import _chem  # RDKit on first use; MissingDockingDependency says how to install
+from bench.docking.data import import_rdkit  # RDKit on first use; MissingDockingDependency says how to install
 
 DEFAULT_TIMEOUT_S = 10.0  # DiffDock: time_limit(10) around get_symmetry_rmsd
 SUCCESS_THRESHOLD = 2.0   # Angstrom, Table 4 "top-1 RMSD < 2 A"
@@ -166,7 +166,7 @@ def _call_with_timeout(fn: Callable[[], Any], timeout_s: float | None) -> tuple[
 def _graph(mol, heavy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Atomic numbers [N] and adjacency matrix [N, N] of the heavy-atom graph (spyrmsd's from_rdkit
     builds the same two arrays with GetAtomicNum and Chem.GetAdjacencyMatrix)."""
-    Chem, _ = _chem()
+    Chem, _ = import_rdkit()
 
     z = np.asarray([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=int)
     adj = np.asarray(Chem.GetAdjacencyMatrix(mol), dtype=int).reshape(len(z), len(z))
@@ -231,7 +231,7 @@ def _plain_graph(mol, heavy: np.ndarray, query: bool):
     single (bond orders, charges, aromaticity, isotopes and chirality play no part, as in spyrmsd's
     graph). As a query (``query=True``) each atom is an atomic-number query, so a substructure match is a
     match of labelled graphs and nothing else (no ring-membership or charge conditions)."""
-    Chem, _ = _chem()
+    Chem, _ = import_rdkit()
     from rdkit.Chem import rdqueries
 
     index = np.cumsum(heavy) - 1

@@ -59,7 +59,7 @@ from torch.nn import functional as F
 from bench.docking import so3, torus
 from bench.docking.data import (LIGAND_FEATURE_DIMS, UNKNOWN_RESIDUE, Complex, MissingDockingDependency,
                                 INSTALL_HINT, ligand_features, rotatable_bonds)
-from bench.docking.noise import PoseNoiseConfig, t_to_sigma
+from bench.docking.noise import PoseNoiseConfig, exp_sigma, t_to_sigma
 
 
 def _e3nn():
@@ -150,8 +150,8 @@ class ScoreModelConfig:
 
 # ----------------------------------------------------------------------------------------- graphs
 
-def _segments(batch: torch.Tensor | None, n: int, num_graphs: int | None = None) -> list[tuple[int, int]]:
-    """[(start, end)] per graph of a sorted batch vector (one segment when batch is None)."""
+def graph_segments(batch: torch.Tensor | None, n: int, num_graphs: int | None = None) -> list[tuple[int, int]]:
+    """[(start, end)] per graph of a sorted batch vector of n entries (one segment when batch is None)."""
     if batch is None:
         return [(0, n)]
     if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
@@ -181,16 +181,19 @@ def _radius_block(x: torch.Tensor, y: torch.Tensor, r: float, max_neighbors: int
         return torch.nonzero(torch.isfinite(d)).T.contiguous()
 
 
+def _graph_radius(r: float | torch.Tensor, b: int) -> float:
+    """Cutoff of graph b: r itself, or r[b] for a per-graph tensor."""
+    return float(r[b]) if torch.is_tensor(r) and r.ndim > 0 else float(r)
+
+
 def radius_graph(x: torch.Tensor, r: float | torch.Tensor, max_neighbors: int | None = None,
                  batch: torch.Tensor | None = None) -> torch.Tensor:
     """Edges [2, E] long within a point set x [N, 3]: (i, j) for j != i in i's graph with |x_j - x_i| < r;
     when max_neighbors is set, each i keeps its max_neighbors nearest such j (so the graph may be
     asymmetric). batch [N] (sorted) splits x into graphs; r a float or a per-graph tensor [B]."""
-    segs = _segments(batch, len(x))
     out = []
-    for b, (s, e) in enumerate(segs):
-        rb = float(r[b]) if torch.is_tensor(r) and r.ndim > 0 else float(r)
-        out.append(_radius_block(x[s:e], x[s:e], rb, max_neighbors, exclude_self=True) + s)
+    for b, (s, e) in enumerate(graph_segments(batch, len(x))):
+        out.append(_radius_block(x[s:e], x[s:e], _graph_radius(r, b), max_neighbors, exclude_self=True) + s)
     return torch.cat(out, 1) if out else torch.zeros(2, 0, dtype=torch.long, device=x.device)
 
 
@@ -203,15 +206,13 @@ def radius(x: torch.Tensor, y: torch.Tensor, r: float | torch.Tensor, max_neighb
     if (batch_x is None) != (batch_y is None):
         raise ValueError("give both batch_x and batch_y, or neither")
     if batch_x is None:
-        rb = float(r) if not torch.is_tensor(r) or r.ndim == 0 else float(r[0])
-        return _radius_block(x, y, rb, max_neighbors, exclude_self=False)
+        return _radius_block(x, y, _graph_radius(r, 0), max_neighbors, exclude_self=False)
     ng = num_graphs or int(max(batch_x.max().item() if batch_x.numel() else -1,
                                batch_y.max().item() if batch_y.numel() else -1)) + 1
-    sx, sy = _segments(batch_x, len(x), ng), _segments(batch_y, len(y), ng)
+    sx, sy = graph_segments(batch_x, len(x), ng), graph_segments(batch_y, len(y), ng)
     out = []
     for b, ((xs, xe), (ys, ye)) in enumerate(zip(sx, sy)):
-        rb = float(r[b]) if torch.is_tensor(r) and r.ndim > 0 else float(r)
-        e = _radius_block(x[xs:xe], y[ys:ye], rb, max_neighbors, exclude_self=False)
+        e = _radius_block(x[xs:xe], y[ys:ye], _graph_radius(r, b), max_neighbors, exclude_self=False)
         out.append(e + torch.tensor([[ys], [xs]], device=e.device))
     return torch.cat(out, 1) if out else torch.zeros(2, 0, dtype=torch.long, device=x.device)
 
@@ -365,7 +366,8 @@ class CategoricalEncoder(nn.Module):
         return self.mix(torch.cat([h, extra.to(h.dtype)], 1))
 
 
-def _scatter_mean(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+def scatter_mean(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    """[n, d]: mean of the rows of src [E, d] with index [E] == i (0 where none)."""
     out = src.new_zeros(n, src.shape[1]).index_add_(0, index, src)
     count = torch.bincount(index, minlength=n).clamp_min(1).to(src.dtype)
     return out / count[:, None]
@@ -396,7 +398,7 @@ class TensorProductConv(nn.Module):
         n_out = node_attr.shape[0] if out_nodes is None else out_nodes
         weights = torch.cat([fc(a) for fc, a in zip(self.fc, edge_attr)], 0)
         msg = self.tp(node_attr[edge_index[1]], edge_sh, weights)
-        out = _scatter_mean(msg, edge_index[0], n_out)
+        out = scatter_mean(msg, edge_index[0], n_out)
         if self.batch_norm is not None:
             out = self.batch_norm(out)
         if self.residual:
@@ -423,7 +425,13 @@ class ScoreOutput:
     tor: torch.Tensor  # [M] torsion scores, batch.tor_bonds order, times sqrt(E[s^2](sigma_tor))
 
 
+def scalar_dim(cfg: ScoreModelConfig) -> int:
+    """Width of TensorProductScoreModel.node_scalars: ns 0e channels, plus ns 0o ones from 3 layers on."""
+    return 2 * cfg.ns if cfg.num_conv_layers >= 3 else cfg.ns
+
+
 def _per_graph(t, b: int, like: torch.Tensor) -> torch.Tensor:
+    """[b] times (dtype and device of like) from a float, a 1-element or a [b] tensor."""
     t = torch.as_tensor(t, dtype=like.dtype, device=like.device).reshape(-1)
     if t.numel() == 1:
         return t.expand(b).clone()
@@ -513,19 +521,19 @@ class TensorProductScoreModel(nn.Module):
                 if t is None or t.shape != (n, cfg.extra_node_dim):
                     raise ValueError(f"model expects {name} [{n}, {cfg.extra_node_dim}]")
 
-    def forward(self, batch: DockingBatch, t_tr, t_rot=None, t_tor=None) -> ScoreOutput:
+    def node_features(self, batch: DockingBatch, t) -> torch.Tensor:
+        """[N + R, dim] node features after the last convolution layer (the batch's ligand atoms, then its
+        residues), before any output head. t: float or [B], the translation time; it sets the time embedding
+        of every node and edge and the dynamic cross cutoff (the rotation and torsion times of ``forward``
+        only scale its heads). The confidence model and the DisCo latent encoder / prior read these."""
         cfg = self.cfg
         self._check(batch)
-        o3, _ = _e3nn()
         B, ns = batch.num_graphs, cfg.ns
         lig_pos, rec_pos, lb, rb = batch.lig_pos, batch.rec_pos, batch.lig_batch, batch.rec_batch
         N = len(lig_pos)
-        t_tr = _per_graph(t_tr, B, lig_pos)
-        t_rot = t_tr if t_rot is None else _per_graph(t_rot, B, lig_pos)
-        t_tor = t_tr if t_tor is None else _per_graph(t_tor, B, lig_pos)
-        tr_sigma, rot_sigma, tor_sigma = t_to_sigma(t_tr, t_rot, t_tor, cfg.noise)
+        t = _per_graph(t, B, lig_pos)
         # Node/edge time embeddings use t_tr for every node (score_model.py: node_t['tr']).
-        g_emb = timestep_embedding(t_tr, cfg.sigma_embed_dim, cfg.embedding_scale)   # [B, sd]
+        g_emb = timestep_embedding(t, cfg.sigma_embed_dim, cfg.embedding_scale)        # [B, sd]
         lig_sig, rec_sig = g_emb[lb], g_emb[rb]
 
         # ligand graph: bonds (with bond type) + radius edges (zero bond features)
@@ -535,9 +543,7 @@ class TensorProductScoreModel(nn.Module):
                               lig_pos.new_zeros(rad.shape[1], NUM_BOND_TYPES)], 0)
         lig_vec = lig_pos[lig_ei[1]] - lig_pos[lig_ei[0]]
         parts = [lig_bond, lig_sig[lig_ei[0]], self.lig_distance_expansion(lig_vec.norm(dim=-1))]
-        if cfg.extra_node_dim and cfg.extra_on_edges:
-            parts += [batch.lig_extra[lig_ei[0]].to(lig_pos.dtype), batch.lig_extra[lig_ei[1]].to(lig_pos.dtype)]
-        lig_ea = self.lig_edge_embedding(torch.cat(parts, 1))
+        lig_ea = self.lig_edge_embedding(torch.cat(parts + self._edge_extra(batch.lig_extra, lig_ei, lig_pos), 1))
         lig_sh = self._sh(lig_vec)
         lig_in = [lig_sig] + ([batch.lig_extra] if cfg.extra_node_dim else [])
         lig_h = self.lig_node_embedding(batch.lig_x, torch.cat(lig_in, 1))
@@ -546,15 +552,14 @@ class TensorProductScoreModel(nn.Module):
         rec_ei = radius_graph(rec_pos, cfg.rec_radius, cfg.rec_max_neighbors, rb)
         rec_vec = rec_pos[rec_ei[1]] - rec_pos[rec_ei[0]]
         parts = [rec_sig[rec_ei[0]], self.rec_distance_expansion(rec_vec.norm(dim=-1))]
-        if cfg.extra_node_dim and cfg.extra_on_edges:
-            parts += [batch.rec_extra[rec_ei[0]].to(rec_pos.dtype), batch.rec_extra[rec_ei[1]].to(rec_pos.dtype)]
-        rec_ea = self.rec_edge_embedding(torch.cat(parts, 1))
+        rec_ea = self.rec_edge_embedding(torch.cat(parts + self._edge_extra(batch.rec_extra, rec_ei, rec_pos), 1))
         rec_sh = self._sh(rec_vec)
         rec_in = [rec_sig] + ([batch.rec_esm.to(rec_pos.dtype)] if cfg.esm_dim else []) \
             + ([batch.rec_extra] if cfg.extra_node_dim else [])
         rec_h = self.rec_node_embedding(batch.rec_x, torch.cat(rec_in, 1))
 
         # cross edges (ligand i <- residue j), cutoff 3 sigma_tr + 20 per complex when dynamic
+        tr_sigma = exp_sigma(t, cfg.noise.tr_sigma_min, cfg.noise.tr_sigma_max)
         cutoff = tr_sigma * 3 + 20 if cfg.dynamic_max_cross else cfg.cross_max_distance
         cross_ei = radius(rec_pos, lig_pos, cutoff, None, rb, lb, num_graphs=B)          # [lig, rec]
         cross_vec = rec_pos[cross_ei[1]] - lig_pos[cross_ei[0]]
@@ -573,11 +578,37 @@ class TensorProductScoreModel(nn.Module):
         for conv in self.conv_layers:
             ea = torch.cat([edge_attr, h[edge_index[0], :ns], h[edge_index[1], :ns]], 1)
             h = conv(h, edge_index, list(torch.split(ea, sizes, 0)), edge_sh)
-        lig_h = h[:N]
+        return h
+
+    def node_scalars(self, batch: DockingBatch, t) -> torch.Tensor:
+        """[N + R, scalar_dim(cfg)]: the scalar channels of ``node_features``, the 0e ones plus, from 3 layers
+        on, the 0o ones (score_model.py confidence_mode; disco-diffdock latent_encoder.py)."""
+        h = self.node_features(batch, t)
+        ns = self.cfg.ns
+        return torch.cat([h[:, :ns], h[:, -ns:]], 1) if scalar_dim(self.cfg) == 2 * ns else h[:, :ns]
+
+    def _edge_extra(self, extra: torch.Tensor | None, edge_index: torch.Tensor, like: torch.Tensor) -> list:
+        """[extra_i, extra_j] edge inputs when the extra node features reach the edges, else none."""
+        if not (self.cfg.extra_node_dim and self.cfg.extra_on_edges):
+            return []
+        return [extra[edge_index[0]].to(like.dtype), extra[edge_index[1]].to(like.dtype)]
+
+    def forward(self, batch: DockingBatch, t_tr, t_rot=None, t_tor=None) -> ScoreOutput:
+        cfg = self.cfg
+        o3, _ = _e3nn()
+        B, ns = batch.num_graphs, cfg.ns
+        lig_pos, lb = batch.lig_pos, batch.lig_batch
+        N = len(lig_pos)
+        t_tr = _per_graph(t_tr, B, lig_pos)
+        t_rot = t_tr if t_rot is None else _per_graph(t_rot, B, lig_pos)
+        t_tor = t_tr if t_tor is None else _per_graph(t_tor, B, lig_pos)
+        lig_h = self.node_features(batch, t_tr)[:N]
+        tr_sigma, rot_sigma, tor_sigma = t_to_sigma(t_tr, t_rot, t_tor, cfg.noise)
+        g_emb = timestep_embedding(t_tr, cfg.sigma_embed_dim, cfg.embedding_scale)      # [B, sd]
+        lig_sig = g_emb[lb]
 
         # translation and rotation
-        counts = torch.bincount(lb, minlength=B).clamp_min(1).to(lig_pos.dtype)
-        center = lig_pos.new_zeros(B, 3).index_add_(0, lb, lig_pos) / counts[:, None]
+        center = scatter_mean(lig_pos, lb, B)
         c_ei = torch.stack([lb, torch.arange(N, device=lb.device)])                      # [graph, atom]
         c_vec = lig_pos - center[lb]
         c_ea = self.center_edge_embedding(torch.cat([self.center_distance_expansion(c_vec.norm(dim=-1)),
@@ -619,6 +650,7 @@ class TensorProductScoreModel(nn.Module):
 
 __all__ = [
     "DIFFDOCK_S_NOISE", "DockingBatch", "GaussianSmearing", "NUM_BOND_TYPES", "NUM_RESIDUE_TYPES",
-    "ScoreModelConfig", "ScoreOutput", "TensorProductConv", "TensorProductScoreModel", "irrep_sequence",
-    "ligand_bond_graph", "make_batch", "radius", "radius_graph", "timestep_embedding",
+    "ScoreModelConfig", "ScoreOutput", "TensorProductConv", "TensorProductScoreModel", "graph_segments",
+    "irrep_sequence", "ligand_bond_graph", "make_batch", "radius", "radius_graph", "scalar_dim", "scatter_mean",
+    "timestep_embedding",
 ]

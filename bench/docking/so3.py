@@ -206,6 +206,16 @@ def score_norm(eps, cfg: IGSO3Tables = IGSO3Tables()) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- axis-angle helpers
 
+def random_rotations(n: int, generator: torch.Generator | None = None, dtype: torch.dtype = _F64) -> torch.Tensor:
+    """[n, 3, 3] Haar-uniform rotations from normalised Gaussian quaternions (w, x, y, z); draws randn [n, 4]."""
+    q = torch.randn(n, 4, generator=generator, dtype=_F64)
+    w, x, y, z = (q / q.norm(dim=1, keepdim=True)).unbind(1)
+    R = torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+                     2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+                     2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], 1)
+    return R.reshape(n, 3, 3).to(dtype)
+
+
 def rotvec_to_matrix(v) -> torch.Tensor:
     """Rodrigues: R = I + A K + B K^2, A = sin(w)/w, B = (1 - cos w)/w^2. v [..., 3] -> [..., 3, 3]."""
     v = torch.as_tensor(v)
