@@ -57,6 +57,16 @@ def _list() -> int:
     return 0
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that describe bad input or a missing dataset/extra (reported in one line, exit status 2)."""
+    from bench.checkpoints import CheckpointError
+    from bench.data.images import DatasetError
+    from bench.docking.data import DockingDataError, MissingDockingDependency
+    from bench.train import CheckpointMismatch
+
+    return (CheckpointError, CheckpointMismatch, DatasetError, DockingDataError, MissingDockingDependency)
+
+
 def _run(labels: Sequence[str], ctx: RunContext) -> int:
     from bench import report
 
@@ -67,7 +77,11 @@ def _run(labels: Sequence[str], ctx: RunContext) -> int:
             print(f"{label}: not built yet ({h.issue}); skipped", file=sys.stderr)
             continue
         t0 = time.perf_counter()
-        rows = h.run(ctx)
+        try:
+            rows = h.run(ctx)
+        except _user_errors() as e:   # missing data, bad checkpoint, missing extra: a message, not a traceback
+            print(f"error: {label}: {e}", file=sys.stderr)
+            return 2
         if ctx.dry_run or not ctx.shard.is_main:   # under torchrun only rank 0 writes results
             continue
         path = report.write_harness_rows(ctx.out, ctx.scale, label, rows)

@@ -129,3 +129,28 @@ def image_grid(images: np.ndarray, png: Path, columns: int = 8) -> Path:
     buf = io.BytesIO()
     pil.save(buf, format="PNG")
     return atomic.write_bytes(png, buf.getvalue())
+
+
+def docking_success(npz: Path, png: Path, title: str = "", threshold: float = 2.0) -> Path:
+    """Table 4 as curves: fraction of complexes whose top-1 (by confidence) / best sample RMSD is below x
+    (npz keys rmsds__<method>, confidence__<method>: [n_complexes, n_samples], NaN = failed)."""
+    plt = _pyplot()
+    d = np.load(npz)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = np.linspace(0, 10, 201)
+    for key in [k for k in d.files if k.startswith("rmsds__")]:
+        method = key[len("rmsds__"):]
+        r = np.nan_to_num(d[key], nan=np.inf)
+        conf = np.nan_to_num(d[f"confidence__{method}"], nan=-np.inf)
+        top1 = r[np.arange(len(r)), np.argmax(conf, axis=1)]
+        line, = ax.plot(xs, [(top1 < x).mean() for x in xs], label=f"{method} top-1")
+        ax.plot(xs, [(r.min(1) < x).mean() for x in xs], ls="--", color=line.get_color(),
+                label=f"{method} best of {r.shape[1]}")
+    ax.axvline(threshold, color="grey", lw=0.8)
+    ax.set_xlabel("ligand RMSD (A, symmetry-corrected)")
+    ax.set_ylabel("fraction of complexes below")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    return _save(fig, png)

@@ -17,10 +17,14 @@ every function that needs it raises ``MissingDockingDependency`` with that instr
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import importlib.util
 import re
 import warnings
+import zipfile
+import zlib
 from collections import deque
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
@@ -229,6 +233,7 @@ class Complex:
     ligand_coords: np.ndarray  # [N, 3] float32, crystal pose, atom order of `ligand`
     source: str                # where it came from (path, package)
     chain_ids: np.ndarray | None = None  # [R] chain identifier of each residue
+    esm: np.ndarray | None = None        # [R, d] float32 per-residue ESM embeddings (attach_esm), or None
 
     def __post_init__(self):
         self.ca_coords = np.asarray(self.ca_coords, dtype=np.float32).reshape(-1, 3)
@@ -245,6 +250,25 @@ class Complex:
             raise DockingDataError(f"{self.name}: ligand has {n} atoms but {len(self.ligand_coords)} coordinates")
         if any(a.GetAtomicNum() == 1 for a in self.ligand.GetAtoms()):
             raise DockingDataError(f"{self.name}: ligand must hold heavy atoms only")
+        if self.esm is not None:
+            self.esm = self._checked_esm(self.esm)
+
+    def _checked_esm(self, esm) -> np.ndarray:
+        try:
+            esm = np.asarray(esm, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise DockingDataError(f"{self.name}: ESM embeddings are not a numeric array ({e})") from e
+        if esm.ndim != 2 or esm.shape[1] == 0:
+            raise DockingDataError(f"{self.name}: ESM embeddings must be [residues, dim] with dim >= 1, "
+                                   f"got shape {esm.shape}")
+        if len(esm) != self.num_residues:
+            raise DockingDataError(f"{self.name}: ESM embeddings for {len(esm)} residues, "
+                                   f"but the complex has {self.num_residues} residues")
+        bad = ~np.isfinite(esm).all(axis=1)
+        if bad.any():
+            raise DockingDataError(f"{self.name}: ESM embeddings hold NaN/inf in {int(bad.sum())} of "
+                                   f"{len(esm)} residues (first: residue {int(np.argmax(bad))})")
+        return esm
 
     @property
     def num_residues(self) -> int:
@@ -279,6 +303,188 @@ def load_pdbbind_complex(root: str | Path, pdb_id: str) -> Complex:
         raise DockingDataError(f"{pdb_id}: no usable ligand: " + "; ".join(reasons))
     return Complex(name=pdb_id, ca_coords=ca, residue_types=types, ligand=mol, ligand_coords=_positions(mol),
                    source=f"pdbbind:{folder}", chain_ids=chains)
+
+
+# ---------------------------------------------------------------------------- ESM embeddings
+
+# DiffDock (datasets/esm_embedding_preparation.py, pdbbind.py) keys per-chain ESM2 embeddings as
+# "{pdb_id}_chain_{i}", i = chain order in the protein file, and sorts a complex's chains by i.
+
+
+def _numpy_safe_globals():
+    """Context that lets torch.load(weights_only=True) rebuild plain numpy arrays (torch >= 2.5)."""
+    import torch
+    safe = getattr(torch.serialization, "safe_globals", None)
+    if safe is None:
+        return contextlib.nullcontext()
+    core = getattr(np, "_core", None) or np.core
+    allowed = [core.multiarray._reconstruct, np.ndarray, np.dtype]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25
+    if dtypes is not None:
+        names = ("Float16DType", "Float32DType", "Float64DType")
+        allowed += [getattr(dtypes, n) for n in names if hasattr(dtypes, n)]
+    return safe(allowed)
+
+
+def _to_numpy(value, where: str) -> np.ndarray:
+    import torch
+    if torch.is_tensor(value):
+        value = value.detach().cpu()
+        if value.dtype == torch.bfloat16:  # numpy has no bfloat16
+            value = value.float()
+        return value.numpy()
+    if isinstance(value, np.ndarray):
+        return value
+    raise DockingDataError(f"{where}: a {type(value).__name__}, expected a [residues, dim] tensor or array")
+
+
+def load_esm_embeddings(path: str | Path) -> dict[str, np.ndarray]:
+    """Per-residue ESM embeddings by name, from a file of one of two formats:
+
+    * ``.pt`` / ``.pth``: ``torch.save`` of a dict ``name -> [R, d]`` tensor (or numpy array), read with
+      ``torch.load(weights_only=True)`` (no arbitrary pickles). DiffDock's ``esm_embeddings_to_pt.py``
+      output is of this kind, keyed per chain.
+    * ``.npz``: ``np.savez`` with one ``[R, d]`` array per name (read with ``allow_pickle=False``).
+
+    A name is a complex's name (PDB id) holding all its residues, or ``"{pdb_id}_chain_{i}"`` per chain as
+    DiffDock writes them (``attach_esm`` concatenates those). Values are returned as numpy arrays in their
+    stored dtype (bfloat16 becomes float32); shapes are checked by ``attach_esm`` per complex.
+    Missing file: FileNotFoundError; unreadable or malformed file: DockingDataError.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DockingDataError(f"{path}: is a directory; expected one .pt or .npz file of embeddings")
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, "ESM embeddings file not found", str(path))
+    suffix = path.suffix.lower()
+    if suffix in (".pt", ".pth"):
+        import torch
+        try:
+            with _numpy_safe_globals():
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch.load raises many types (UnpicklingError, RuntimeError, EOFError, ...)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise DockingDataError(f"{path}: cannot read as a weights-only torch file "
+                                   f"({type(e).__name__}: {first[:200]})") from e
+        if not isinstance(obj, dict):
+            raise DockingDataError(f"{path}: holds a {type(obj).__name__}, expected a dict name -> [R, d] tensor")
+        items = list(obj.items())
+    elif suffix == ".npz":
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise DockingDataError(f"{path}: cannot read as .npz ({type(e).__name__}: {e})") from e
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise DockingDataError(f"{path}: a single array, expected an .npz archive with one array per name")
+        try:
+            items = [(k, z[k]) for k in z.files]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            raise DockingDataError(f"{path}: corrupt .npz member ({type(e).__name__}: {e})") from e
+        finally:
+            z.close()
+    else:
+        raise DockingDataError(f"{path}: ESM embeddings format {suffix!r} not supported (.pt, .pth or .npz)")
+    if not items:
+        raise DockingDataError(f"{path}: holds no embeddings")
+    out: dict[str, np.ndarray] = {}
+    for key, value in items:
+        if not isinstance(key, str):
+            raise DockingDataError(f"{path}: key {key!r} is a {type(key).__name__}, expected a str name")
+        out[key] = _to_numpy(value, f"{path}: entry {key!r}")
+    return out
+
+
+def _chain_keys(name: str, embeddings) -> list[tuple[int, str]]:
+    """[(i, key)] of the "{name}_chain_{i}" keys in ``embeddings``, sorted by i (a scan of all keys)."""
+    prefix = f"{name}_chain_"
+    tails = [(k, k[len(prefix):]) for k in embeddings if isinstance(k, str) and k.startswith(prefix)]
+    return sorted((int(t), k) for k, t in tails if t.isascii() and t.isdigit())
+
+
+def _chain_keys_fast(name: str, embeddings) -> list[tuple[int, str]]:
+    """Keys "{name}_chain_0", "_1", ... while present (DiffDock numbers chains 0..n-1), without scanning the
+    whole table; empty when chain 0 is missing or another index follows within 8 (a gap)."""
+    keys: list[tuple[int, str]] = []
+    while f"{name}_chain_{len(keys)}" in embeddings:
+        keys.append((len(keys), f"{name}_chain_{len(keys)}"))
+    n = len(keys)
+    if any(f"{name}_chain_{j}" in embeddings for j in range(n + 1, n + 9)):
+        return []
+    return keys
+
+
+def _matrix(value, name: str, key: str) -> np.ndarray:
+    try:
+        e = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise DockingDataError(f"{name}: ESM embedding {key!r} is not a numeric array ({err})") from err
+    if e.ndim != 2:
+        raise DockingDataError(f"{name}: ESM embedding {key!r} has shape {e.shape}, expected [residues, dim]")
+    return e
+
+
+def _complex_esm(c: Complex, embeddings) -> np.ndarray:
+    r = c.num_residues
+    if c.name in embeddings:
+        e = _matrix(embeddings[c.name], c.name, c.name)
+        if len(e) != r:
+            raise DockingDataError(f"{c.name}: ESM embedding {c.name!r} has {len(e)} rows, "
+                                   f"expected {r} (the complex's residue count)")
+        return e
+    keys = _chain_keys_fast(c.name, embeddings)
+    rows = [np.shape(embeddings[k])[0] if np.ndim(embeddings[k]) else -1 for _, k in keys]
+    if not keys or sum(rows) != r:  # a scan of all keys finds chains after a gap and gives the full error
+        keys = _chain_keys(c.name, embeddings)
+    if not keys:
+        raise DockingDataError(f"{c.name}: no ESM embedding (neither key '{c.name}' nor "
+                               f"'{c.name}_chain_<i>') for its {r} residues")
+    indices = [i for i, _ in keys]
+    if len(set(indices)) != len(indices):
+        raise DockingDataError(f"{c.name}: duplicate chain indices in ESM keys {[k for _, k in keys]}")
+    pieces = [(k, _matrix(embeddings[k], c.name, k)) for _, k in keys]
+    if len({p.shape[1] for _, p in pieces}) > 1:
+        raise DockingDataError(f"{c.name}: ESM chain embeddings of different widths "
+                               f"{ {k: p.shape[1] for k, p in pieces} }")
+    pieces = [(k, p) for k, p in pieces if len(p)]  # DiffDock counts chains without residues (empty sequence)
+    found = sum(len(p) for _, p in pieces)
+    lengths = ", ".join(f"{k}: {len(p)}" for k, p in pieces)
+    if found != r:
+        raise DockingDataError(f"{c.name}: ESM chain embeddings hold {found} rows ({lengths}), "
+                               f"expected {r} (the complex's residue count)")
+    width = pieces[0][1].shape[1] if pieces else 0
+    ids = np.asarray(c.chain_ids) if c.chain_ids is not None else None
+    chains = list(dict.fromkeys(ids.tolist())) if ids is not None else []
+    if len(chains) <= 1:
+        return np.concatenate([p for _, p in pieces]) if pieces else np.zeros((0, width), np.float32)
+    # Chain k (order of first appearance) gets the k-th embedding, also where a chain's residues are not contiguous.
+    counts = [int(np.sum(ids == ch)) for ch in chains]
+    if [len(p) for _, p in pieces] != counts:
+        raise DockingDataError(f"{c.name}: ESM chain embeddings ({lengths}) do not match its chains "
+                               f"{dict(zip(chains, counts))}; {r} residues expected, {found} rows found")
+    out = np.empty((r, width), np.float32)
+    for ch, (_, p) in zip(chains, pieces):
+        out[ids == ch] = p
+    return out
+
+
+def attach_esm(complexes: Iterable[Complex], embeddings: dict, dim: int | None = None) -> list[Complex]:
+    """Copies of ``complexes`` with ``esm`` set from ``embeddings`` (``load_esm_embeddings``).
+
+    A complex takes ``embeddings[name]`` when present, otherwise its ``"{name}_chain_{i}"`` entries in order of
+    i, concatenated (empty chains skipped); with ``chain_ids`` the k-th non-empty chain embedding goes to the
+    k-th chain in order of first appearance and must match its residue count. ``dim``: required width
+    (ESM2 650M: 1280); without it all complexes must share the first one's width. DockingDataError naming
+    the complex (expected residue count, rows found) when its embedding is missing or does not fit.
+    """
+    out = []
+    for c in complexes:
+        e = _complex_esm(c, embeddings)
+        if dim is None:
+            dim = e.shape[1]
+        if e.shape[1] != dim:
+            raise DockingDataError(f"{c.name}: ESM embeddings of width {e.shape[1]}, expected {dim}")
+        out.append(dataclasses.replace(c, esm=e))
+    return out
 
 
 # ---------------------------------------------------------------------- ligand cut from a PDB entry
@@ -599,9 +805,9 @@ def etkdg_conformer(mol, seed: int = 0):
 __all__ = [
     "AMINO_ACIDS", "Complex", "DockingDataError", "INSTALL_HINT", "LIGAND_FEATURES", "LIGAND_FEATURE_DIMS",
     "MissingDockingDependency", "OFFLINE_TABLE", "OfflineEntry", "OfflineSet", "SPLITS", "SPLIT_ALIASES",
-    "UNKNOWN_RESIDUE", "cut_ligand", "etkdg_conformer", "import_rdkit", "ligand_features", "ligand_features_onehot",
-    "load_offline_entry", "load_pdbbind_complex", "load_split", "offline_complexes", "parse_protein",
-    "read_ligand", "residue_index", "rotatable_bonds",
+    "UNKNOWN_RESIDUE", "attach_esm", "cut_ligand", "etkdg_conformer", "import_rdkit", "ligand_features",
+    "ligand_features_onehot", "load_esm_embeddings", "load_offline_entry", "load_pdbbind_complex", "load_split",
+    "offline_complexes", "parse_protein", "read_ligand", "residue_index", "rotatable_bonds",
 ]
 
 

@@ -114,11 +114,12 @@ def node_argmax(logits: torch.Tensor, batch_index: torch.Tensor, num_graphs: int
 
 def node_gumbel_softmax(logits: torch.Tensor, batch_index: torch.Tensor, tau: float = 1.0,
                         generator: torch.Generator | None = None, hard: bool = False,
-                        num_graphs: int | None = None) -> torch.Tensor:
+                        num_graphs: int | None = None, gumbel: torch.Tensor | None = None) -> torch.Tensor:
     """Gumbel-Softmax over each complex's nodes: softmax((logits + g) / tau) per complex, g ~ Gumbel(0, 1)
-    (bench.disco.gumbel). hard=True: one-hot at the per-complex argmax of logits + g in the forward pass,
-    soft gradient (straight-through)."""
-    g = gumbel_noise(logits.shape, generator, logits.device).to(logits.dtype)
+    (bench.disco.gumbel; or the given `gumbel` noise, shaped like logits). hard=True: one-hot at the
+    per-complex argmax of logits + g in the forward pass, soft gradient (straight-through)."""
+    g = gumbel_noise(logits.shape, generator, logits.device) if gumbel is None else gumbel
+    g = g.to(device=logits.device, dtype=logits.dtype)
     soft = node_softmax(logits + g, batch_index, tau, num_graphs)
     if not hard:
         return soft
@@ -207,6 +208,22 @@ def drop_pointers(features: torch.Tensor, node_batch: torch.Tensor, p: float = P
     return DroppedPointers(features * keep[:, None], 1.0 - keep, dropped)
 
 
+def pointer_node_input(batch: DockingBatch, z: torch.Tensor | None, m: int = NUM_POINTERS) -> torch.Tensor:
+    """[n_nodes, m + 1] score-model input (joint order) for pointers z [B, m] (null flag 0), or for z None the
+    unconditional input (zeros, null flag 1 on every node)."""
+    nodes = joint_nodes(batch)
+    dtype = batch.lig_pos.dtype
+    if z is None:
+        feats = torch.zeros(len(nodes.batch), m, dtype=dtype, device=batch.lig_pos.device)
+        null = torch.ones(len(nodes.batch), dtype=dtype, device=batch.lig_pos.device)
+    else:
+        if z.shape != (nodes.num_graphs, m):
+            raise ValueError(f"pointers: expected [{nodes.num_graphs}, {m}], got {tuple(z.shape)}")
+        feats = pointer_features(z.to(batch.lig_pos.device), nodes.counts, nodes.batch, dtype)
+        null = torch.zeros(len(nodes.batch), dtype=dtype, device=batch.lig_pos.device)
+    return torch.cat([feats, null[:, None]], 1)
+
+
 def with_node_extra(batch: DockingBatch, extra: torch.Tensor, nodes: JointNodes | None = None) -> DockingBatch:
     """batch with lig_extra / rec_extra from joint-order node features [n, k]."""
     nodes = nodes or joint_nodes(batch)
@@ -239,7 +256,7 @@ class PointerEncoderConfig:
     num_conv_layers: int = 3
     hidden: int = 128                 # latent_hidden_dim default
     head_dropout: float = 0.0         # latent_dropout default
-    cross_max_distance: float = 80.0  # fixed cross cutoff (TPEncoder: no time, so not dynamic)
+    cross_max_distance: float = 30.0  # fixed cross cutoff, no time so not dynamic (yml encoder_cross_max_distance)
     trunk: dict = dataclasses.field(default_factory=dict)   # other ScoreModelConfig overrides
 
     def score_config(self) -> ScoreModelConfig:
@@ -284,11 +301,14 @@ class PointerEncoder(nn.Module):
 
 # --------------------------------------------------------------------------------------------- prior
 
-def prior_ligand_pose(batch: DockingBatch, generator: torch.Generator | None = None) -> DockingBatch:
+def prior_ligand_pose(batch: DockingBatch, generator: torch.Generator | None = None,
+                      rotations: torch.Tensor | None = None) -> DockingBatch:
     """The prior's input: batch.lig_pos (an RDKit conformer, e.g. data.etkdg_conformer) centred, randomly
-    rotated per complex, and moved to the protein centre (mean C-alpha)."""
+    rotated per complex (or by the given rotations [B, 3, 3]), and moved to the protein centre (mean C-alpha)."""
     B, lb, rb, lp = batch.num_graphs, batch.lig_batch, batch.rec_batch, batch.lig_pos
-    R = random_rotations(B, generator, lp.dtype)
+    R = random_rotations(B, generator, lp.dtype) if rotations is None else rotations.to(lp.dtype)
+    if R.shape != (B, 3, 3):
+        raise ValueError(f"rotations: expected [{B}, 3, 3], got {tuple(R.shape)}")
     x = lp - scatter_mean(lp, lb, B)[lb]
     x = torch.einsum("nij,nj->ni", R[lb], x) + scatter_mean(batch.rec_pos, rb, B)[lb]
     return batch.with_ligand_pos(x)
@@ -393,6 +413,6 @@ __all__ = [
     "DroppedPointers", "JointNodes", "NUM_POINTERS", "POINTER_DROP_P", "PRIOR_FREEZE_EPOCHS", "PointerEncoder",
     "PointerEncoderConfig", "PointerPrior", "drop_pointers", "inverse_cdf", "joint_nodes", "local_index",
     "node_argmax", "node_gumbel_softmax", "node_log_softmax", "node_softmax",
-    "pointer_extra_dim", "pointer_features", "pointer_uniforms", "prior_ligand_pose", "random_rotations",
+    "pointer_extra_dim", "pointer_features", "pointer_node_input", "pointer_uniforms", "prior_ligand_pose", "random_rotations",
     "with_node_extra",
 ]

@@ -12,8 +12,12 @@ Reverse step i (SDE):  perturb = g^2 dt score + g sqrt(dt) z,  z ~ N(0, I);  (OD
 dt_i = t_i - t_{i+1}, except the last executed step, whose dt is its whole t (it lands on t = 0);
 with actual_steps=18 of a 20-step schedule that last step has dt = 0.15.
 No final noise: the last executed step uses z = 0.
-Sampling temperatures: none in v1.0; DiffDock-L (v1.1) added temp_sampling / temp_psi /
-temp_sigma_data to utils/sampling.py (defaults 1.0 / 0.0 / 0.5 there = off). Not implemented here.
+Sampling temperatures (Ketata et al. 2023, "low-temperature sampling"; DiffDock-L and disco-diffdock
+utils/sampling.py temp_sampling / temp_psi / temp_sigma_data, one triple per component; T = 1 is off):
+  sigma_data = sigma_min^(1-s) sigma_max^s  (s = temp_sigma_data),
+  lambda = (sigma_data + sigma) / (sigma_data + sigma / T),
+  perturb = g^2 dt (lambda + T psi / 2) score + g sqrt(dt (1 + psi)) z.
+DisCo-Diff App. E.5 tunes them on validation (diffusion temperature < 1 for both models).
 
 g(t) for sigma(t) = min^(1-t) max^t with variance sigma^2: g = sqrt(d sigma^2/dt) = sigma sqrt(2 ln(max/min)).
 DiffDock uses that for translation and torsion. For rotation, v1.0 utils/sampling.py has
@@ -118,6 +122,52 @@ def reverse_plan(cfg: PoseNoiseConfig = PoseNoiseConfig()) -> list[ReverseStep]:
         plan.append(ReverseStep(t, float(dts[i]), *sig, *g_coefficients(*sig, cfg),
                                 add_noise=not (last and cfg.no_final_step_noise)))
     return plan
+
+
+@dataclass(frozen=True)
+class LowTemperature:
+    """One component's low-temperature sampling setting (see the module docstring)."""
+    temperature: float = 1.0   # temp_sampling T (1 = plain reverse SDE)
+    psi: float = 0.0           # temp_psi: extra Langevin noise
+    sigma_data: float = 0.5    # temp_sigma_data s: sigma_data = sigma_min^(1-s) sigma_max^s
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"sampling temperature must be > 0, got {self.temperature}")
+        if self.psi < 0:
+            raise ValueError(f"temp_psi must be >= 0, got {self.psi}")
+
+    @property
+    def is_off(self) -> bool:
+        return self.temperature == 1.0
+
+
+@dataclass(frozen=True)
+class SamplingTemperatures:
+    """Low-temperature settings for translation, rotation and torsion (all off by default)."""
+    tr: LowTemperature = LowTemperature()
+    rot: LowTemperature = LowTemperature()
+    tor: LowTemperature = LowTemperature()
+
+    @classmethod
+    def uniform(cls, temperature: float, psi: float = 0.0, sigma_data: float = 0.5) -> "SamplingTemperatures":
+        t = LowTemperature(temperature, psi, sigma_data)
+        return cls(t, t, t)
+
+    @property
+    def is_off(self) -> bool:
+        return self.tr.is_off and self.rot.is_off and self.tor.is_off
+
+
+def tempered_perturb(score: torch.Tensor, g: float, dt: float, z: torch.Tensor | None, sigma: float,
+                     sigma_min: float, sigma_max: float, temp: LowTemperature) -> torch.Tensor:
+    """Reverse-SDE update at sampling temperature temp (= sde_perturb when temp is off); z None: no noise."""
+    if temp.is_off:
+        return sde_perturb(score, g, dt, z)
+    sigma_data = math.exp(temp.sigma_data * math.log(sigma_max) + (1 - temp.sigma_data) * math.log(sigma_min))
+    lam = (sigma_data + sigma) / (sigma_data + sigma / temp.temperature)
+    out = g ** 2 * dt * (lam + temp.temperature * temp.psi / 2) * score
+    return out if z is None else out + g * math.sqrt(dt * (1 + temp.psi)) * z
 
 
 def sde_perturb(score: torch.Tensor, g: float, dt: float, z: torch.Tensor | None = None) -> torch.Tensor:

@@ -46,7 +46,7 @@ from torch import nn
 
 from bench.docking import so3, torus
 from bench.docking.data import Complex, etkdg_conformer, rotatable_bonds
-from bench.docking.noise import PoseNoiseConfig, ode_perturb, reverse_plan, sde_perturb, t_to_sigma
+from bench.docking.noise import PoseNoiseConfig, SamplingTemperatures, ode_perturb, reverse_plan, t_to_sigma, tempered_perturb
 from bench.docking.score_model import DockingBatch, graph_segments, ligand_bond_graph, make_batch, scatter_mean
 from bench.docking.torsion import apply_torsion_updates, modify_conformer, rotatable_bond_masks
 from bench.train import TrainConfig, fit
@@ -237,22 +237,39 @@ def _random_start(conformer: torch.Tensor, bonds: np.ndarray, masks: np.ndarray,
 
 
 def _perturbations(step, tr_sc: torch.Tensor, rot_sc: torch.Tensor, tor_sc: torch.Tensor | None, m: int,
-                   g: torch.Generator, ode: bool) -> tuple:
+                   g: torch.Generator, ode: bool, cfg: PoseNoiseConfig, temps: SamplingTemperatures) -> tuple:
     """One sample's (tr, rot, tor) updates at one reverse step (tor None when m = 0); the SDE draws z_tr [3],
     z_rot [3], z_tor [m] from g when the step adds noise."""
     if ode:
         return (ode_perturb(tr_sc, step.g_tr, step.dt), ode_perturb(rot_sc, step.g_rot, step.dt),
                 ode_perturb(tor_sc, step.g_tor, step.dt) if m else None)
     z = [torch.randn(k, generator=g, dtype=F64) if step.add_noise else None for k in (3, 3, m)]
-    return (sde_perturb(tr_sc, step.g_tr, step.dt, z[0]), sde_perturb(rot_sc, step.g_rot, step.dt, z[1]),
-            sde_perturb(tor_sc, step.g_tor, step.dt, z[2]) if m else None)
+    tr = tempered_perturb(tr_sc, step.g_tr, step.dt, z[0], step.sigma_tr, cfg.tr_sigma_min, cfg.tr_sigma_max, temps.tr)
+    rot = tempered_perturb(rot_sc, step.g_rot, step.dt, z[1], step.sigma_rot, cfg.rot_sigma_min, cfg.rot_sigma_max,
+                           temps.rot)
+    tor = (tempered_perturb(tor_sc, step.g_tor, step.dt, z[2], step.sigma_tor, cfg.tor_sigma_min, cfg.tor_sigma_max,
+                            temps.tor) if m else None)
+    return tr, rot, tor
+
+
+def _latent_input(model: nn.Module, batch: DockingBatch, pointers: torch.Tensor | None) -> DockingBatch:
+    """batch with the DisCo pointer node features of a latent-conditioned score model (extra_node_dim > 0):
+    one-hot pointers [B, m] with the null flag 0, or, for pointers None, the null flag alone (unconditional)."""
+    extra_dim = getattr(model.cfg, "extra_node_dim", 0)
+    if not extra_dim:
+        if pointers is not None:
+            raise ValueError("pointers given to a score model without latent input (extra_node_dim = 0)")
+        return batch
+    from bench.docking.disco_latents import pointer_node_input, with_node_extra
+    return with_node_extra(batch, pointer_node_input(batch, pointers, extra_dim - 1))
 
 
 def sample_poses(model: nn.Module, complex: Complex, n_samples: int | None = None,
                  seeds: Sequence[int] = (0,), cfg: PoseNoiseConfig | None = None, steps: int = 20,
                  actual_steps: int | None = 18, no_final_step_noise: bool = True, ode: bool = False,
                  batch_size: int = 32, conformer: np.ndarray | None = None, conformer_seed: int = 0,
-                 no_torsion: bool = False) -> SampledPoses:
+                 no_torsion: bool = False, temperatures: SamplingTemperatures = SamplingTemperatures(),
+                 pointers: torch.Tensor | None = None) -> SampledPoses:
     """Reverse diffusion of ligand poses for one complex (DiffDock utils/sampling.py).
 
     seeds: one per sample (n_samples, when given, must equal len(seeds)); sample i draws only from
@@ -262,6 +279,9 @@ def sample_poses(model: nn.Module, complex: Complex, n_samples: int | None = Non
     actual_steps and no_final_step_noise override its inference_steps / actual_steps / no_final_step_noise.
     conformer: starting ligand coordinates [N, 3] (default: ETKDG of complex.ligand with conformer_seed).
     Samples are evaluated batch_size at a time; the model runs in eval mode (restored afterwards).
+    temperatures: low-temperature sampling per component (SDE only). pointers: DisCo-DiffDock latents
+    [n_samples, m] (local node indices) for a latent-conditioned score model, one row per sample; None with
+    such a model samples unconditionally (null flag on every node).
     """
     seeds = [int(s) for s in seeds]
     if n_samples is not None and n_samples != len(seeds):
@@ -273,6 +293,12 @@ def sample_poses(model: nn.Module, complex: Complex, n_samples: int | None = Non
                               no_final_step_noise=no_final_step_noise)
     plan = reverse_plan(cfg)
     dtype = model_dtype(model)
+    if ode and not temperatures.is_off:
+        raise ValueError("sampling temperatures apply to the reverse SDE, not the ODE")
+    if pointers is not None:
+        pointers = torch.as_tensor(pointers, dtype=torch.long)
+        if pointers.ndim != 2 or len(pointers) != len(seeds):
+            raise ValueError(f"pointers: expected [{len(seeds)}, m], got {tuple(pointers.shape)}")
 
     if conformer is None:
         conformer = etkdg_conformer(complex.ligand, seed=conformer_seed).GetConformer().GetPositions()
@@ -287,28 +313,31 @@ def sample_poses(model: nn.Module, complex: Complex, n_samples: int | None = Non
     centre = torch.as_tensor(complex.ca_coords, dtype=F64).mean(0)
     conf = torch.as_tensor(conformer, dtype=F64)
 
-    chunks = [seeds[c0:c0 + batch_size] for c0 in range(0, len(seeds), batch_size)]
+    n_chunks = -(-len(seeds) // batch_size)
     was_training = model.training
     model.eval()
     poses = []
     try:
-        for chunk in chunks:
+        for c0 in range(0, len(seeds), batch_size):
+            chunk = seeds[c0:c0 + batch_size]
             b = len(chunk)
             gens = [torch.Generator().manual_seed(s) for s in chunk]
             pos = [_random_start(conf, bonds, masks, m, g, cfg.tr_sigma_max) for g in gens]
-            base = protein_centred(make_batch([complex] * b, dtype=F64))[0].to(dtype=dtype)
+            base = protein_centred(make_batch([complex] * b, dtype=F64))[0]
+            z = None if pointers is None else pointers[c0:c0 + b]
+            base = _latent_input(model, base, z).to(dtype=dtype)
             for step in plan:
                 with torch.no_grad():
                     out = model(base.with_ligand_pos(torch.cat(pos).to(dtype)), torch.full((b,), step.t, dtype=dtype))
                 tr_sc, rot_sc = out.tr.to(F64), out.rot.to(F64)
                 tor_sc = out.tor.to(F64).reshape(b, -1) if m else [None] * b
                 for i, g in enumerate(gens):
-                    update = _perturbations(step, tr_sc[i], rot_sc[i], tor_sc[i], m, g, ode)
+                    update = _perturbations(step, tr_sc[i], rot_sc[i], tor_sc[i], m, g, ode, cfg, temperatures)
                     pos[i] = modify_conformer(pos[i], *update, bonds, masks)
             poses += [p + centre for p in pos]
     finally:
         model.train(was_training)
-    return SampledPoses(torch.stack(poses), len(plan), len(plan) * len(chunks), conformer)
+    return SampledPoses(torch.stack(poses), len(plan), len(plan) * n_chunks, conformer)
 
 
 # ----------------------------------------------------------------------------------------- training

@@ -281,9 +281,19 @@ class DockingBatch:
 def make_batch(complexes: Sequence[Complex], ligand_pos: Sequence | None = None,
                dtype: torch.dtype = torch.float32, rec_esm: Sequence | None = None) -> DockingBatch:
     """DockingBatch of complexes (data.Complex). ligand_pos: optional per-complex [N_i, 3] poses (default the
-    crystal pose ligand_coords); rec_esm: optional per-complex [R_i, esm_dim] embeddings."""
+    crystal pose ligand_coords); rec_esm: optional per-complex [R_i, esm_dim] embeddings, by default the
+    complexes' own ``esm`` when all have one (data.attach_esm); ValueError when only some have one."""
     if not complexes:
         raise ValueError("make_batch needs at least one complex")
+    if rec_esm is None:
+        without = [c.name for c in complexes if getattr(c, "esm", None) is None]
+        if not without:
+            rec_esm = [c.esm for c in complexes]
+        elif len(without) < len(complexes):
+            raise ValueError(f"{without[0]}: no ESM embeddings, but {len(complexes) - len(without)} of the "
+                             f"{len(complexes)} complexes in the batch have them (attach_esm to all or none)")
+    elif len(rec_esm) != len(complexes):
+        raise ValueError(f"rec_esm holds {len(rec_esm)} entries for {len(complexes)} complexes")
     lp, lx, lb, bi, ba, tb, rp, rx, rb, esm = [], [], [], [], [], [], [], [], [], []
     off = 0
     for k, c in enumerate(complexes):
@@ -305,6 +315,9 @@ def make_batch(complexes: Sequence[Complex], ligand_pos: Sequence | None = None,
             e = torch.as_tensor(np.asarray(rec_esm[k]), dtype=dtype)
             if e.ndim != 2 or len(e) != c.num_residues:
                 raise ValueError(f"{c.name}: ESM embeddings {tuple(e.shape)} for {c.num_residues} residues")
+            if esm and e.shape[1] != esm[0].shape[1]:
+                raise ValueError(f"{c.name}: ESM embeddings of width {e.shape[1]}, but {complexes[0].name}'s "
+                                 f"are {esm[0].shape[1]} wide")
             esm.append(e)
         off += n
     return DockingBatch(
@@ -515,6 +528,8 @@ class TensorProductScoreModel(nn.Module):
         cfg = self.cfg
         if cfg.esm_dim and (batch.rec_esm is None or batch.rec_esm.shape != (len(batch.rec_pos), cfg.esm_dim)):
             raise ValueError(f"model expects rec_esm [R, {cfg.esm_dim}]")
+        if not cfg.esm_dim and batch.rec_esm is not None:
+            raise ValueError("the batch carries ESM embeddings but the model has esm_dim = 0 (they would be ignored)")
         if cfg.extra_node_dim:
             for name, n in (("lig_extra", len(batch.lig_pos)), ("rec_extra", len(batch.rec_pos))):
                 t = getattr(batch, name)

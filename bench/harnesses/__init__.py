@@ -3,14 +3,13 @@
 Harnesses that are not built yet are registered too, so `python -m bench list` says so honestly.
 """
 from bench.registry import Harness, register
-from bench.harnesses import figure10, table5, toy2d  # noqa: F401  (register figure10, table5; figure3, figure4, w2)
+from bench.harnesses import figure10, table4, table5, toy2d  # noqa: F401  (register figure10, table4, table5; figure3, figure4, w2)
 
 _IMAGES = "issue 3 (image DisCo-Diff core) and its follow-ups"
 for _label, _what, _rows, _issue in [
     ("table1", "Table 1: ImageNet-64 FID/NFE, EDM / PFGM++ / Restart with and without discrete latents", ("table1",), _IMAGES),
     ("table2", "Table 2: ImageNet-128 FID/NFE, VDM++ with and without discrete latents", ("table2",), _IMAGES),
     ("table3", "Table 3: latent ablations on ImageNet-64 (oracle/generative, continuous latents, cfg)", ("table3",), _IMAGES),
-    ("table4", "Table 4: PDBBind top-1 RMSD < 2 A, DiffDock-S vs DisCo-DiffDock-S", ("table4",), "issue 4 (docking)"),
     ("figure6", "Fig. 6: group-hierarchical latents (shape/layout vs colour/texture)", (), _IMAGES),
     ("figure7", "Fig. 7: loss versus sigma; switching latents late in sampling", (), _IMAGES),
     ("figure9", "Fig. 9: samples sharing a discrete latent (ImageNet-64)", (), _IMAGES),

@@ -1,0 +1,262 @@
+"""Table 4 end to end: data, the three trainings (DiffDock-S, DisCo-DiffDock-S stages 1 and 2, the confidence
+model), then N poses per test complex from each method, ranked by the one confidence model (App. E.5: the
+same confidence model for both), with symmetry-corrected RMSDs and runtimes.
+
+Trained models are cached under `<cache>/docking/` by the hash of their configs and training complexes
+(bench.train.run_dir_for); a finished run is loaded, an interrupted one resumes from its checkpoint.
+Failures are never dropped: a complex that does not load, or whose sampling raises, keeps its row in the
+[n_complexes, n_samples] RMSD array as NaN (a miss) and its reason is reported.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bench import atomic
+from bench.docking.confidence import (ConfidenceExample, ConfidenceModel, confidence_accuracy, confidence_dataset,
+                                      rank_samples, rmsd_label, train_confidence)
+from bench.docking.data import (Complex, DockingDataError, attach_esm, load_esm_embeddings, load_pdbbind_complex,
+                                load_split, offline_complexes)
+from bench.docking.disco_diffdock import (DisCoDiffDockModel, PointerConformers, make_prior, sample_disco_poses,
+                                          train_disco_diffdock, train_pointer_prior)
+from bench.docking.pose_diffusion import sample_poses, train_score_model
+from bench.docking.presets import DockingPreset
+from bench.docking.rmsd import success_rates, symmetry_rmsd
+from bench.docking.score_model import TensorProductScoreModel
+from bench.train import build_seeded, run_dir_for
+
+PDBBIND_ENV = "DISCO_BENCH_PDBBIND"      # DiffDock's processed layout: <root>/<pdb_id>/<pdb_id>_protein_processed.pdb, ...
+ESM_ENV = "DISCO_BENCH_ESM"              # optional per-residue ESM embeddings (.pt / .npz, data.load_esm_embeddings)
+
+
+# ------------------------------------------------------------------------------------------- data
+
+@dataclass
+class DockingData:
+    train: list[Complex]
+    test: list[Complex]
+    failed: dict[str, str]           # test complexes that did not load: name -> reason (they count as misses)
+    test_names: list[str]            # every test complex, loaded or not, in split order
+    unseen: set[str]                 # names of the unseen-protein subset (empty below paper scale)
+    description: str                 # the dataset column of the rows
+    residue_input: str               # "ESM (d)" or "residue-type embeddings"
+    train_skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _esm(complexes: list[Complex], path: str | None, failed: dict[str, str]) -> list[Complex]:
+    if not path:
+        return complexes
+    table = load_esm_embeddings(path)
+    out: list[Complex] = []
+    for c in complexes:
+        try:   # every complex must have the first one's width
+            out.append(attach_esm([c], table, dim=out[0].esm.shape[1] if out else None)[0])
+        except DockingDataError as e:
+            failed[c.name] = str(e)
+    return out
+
+
+def _load_ids(root: Path, ids: Sequence[str], desc: str) -> tuple[list[Complex], dict[str, str]]:
+    ok, failed = [], {}
+    for pid in tqdm(ids, desc=desc, leave=False):
+        try:
+            ok.append(load_pdbbind_complex(root, pid))
+        except DockingDataError as e:
+            failed[pid] = str(e)
+    return ok, failed
+
+
+def pdbbind_root() -> Path:
+    root = os.environ.get(PDBBIND_ENV)
+    if not root:
+        raise DockingDataError(f"paper scale needs PDBBind: set {PDBBIND_ENV} to DiffDock's processed PDBBind "
+                               "folder (<root>/<pdb_id>/<pdb_id>_protein_processed.pdb and _ligand.sdf/.mol2)")
+    path = Path(root)
+    if not path.is_dir():
+        raise DockingDataError(f"{PDBBIND_ENV}={root}: not a directory")
+    return path
+
+
+def load_docking_data(preset: DockingPreset, esm_path: str | None = None) -> DockingData:
+    """The preset's training and test complexes. Offline: the same complexes train and test (re-docking).
+    PDBBind: the time split from $DISCO_BENCH_PDBBIND; test complexes that fail to load are kept as failures,
+    training complexes that fail are skipped (and listed)."""
+    esm_path = esm_path if esm_path is not None else os.environ.get(ESM_ENV)
+    failed: dict[str, str] = {}
+    if preset.data == "offline":
+        got = offline_complexes(preset.offline_names, warn=False)
+        if not got.complexes:
+            raise DockingDataError("no offline complex is available: " + "; ".join(r for _, r in got.skipped))
+        complexes = _esm(got.complexes, esm_path, failed)
+        train_skipped = dict(got.skipped) | failed
+        names = [c.name for c in got.complexes] + [n for n, _ in got.skipped]
+        return DockingData(train=complexes, test=complexes, failed=failed | dict(got.skipped), test_names=names,
+                           unseen=set(), residue_input=_residue_input(esm_path, complexes),
+                           description="offline crystal complexes (re-docking of the training complexes; "
+                                       "stand-in for PDBBind)", train_skipped=train_skipped)
+    root = pdbbind_root()
+    train, train_failed = _load_ids(root, load_split("train"), "loading PDBBind train")
+    test_ids = load_split("test")
+    test, failed = _load_ids(root, test_ids, "loading PDBBind test")
+    train = _esm(train, esm_path, train_failed)
+    test = _esm(test, esm_path, failed)
+    return DockingData(train=train, test=test, failed=failed, test_names=test_ids, unseen=set(load_split("unseen")),
+                       residue_input=_residue_input(esm_path, test), train_skipped=train_failed,
+                       description=f"PDBBind time split ({root})")
+
+
+def _residue_input(esm_path: str | None, complexes: list[Complex]) -> str:
+    if esm_path and complexes and complexes[0].esm is not None:
+        return f"ESM embeddings ({complexes[0].esm.shape[1]})"
+    return "residue-type embeddings (no ESM)"
+
+
+# ---------------------------------------------------------------------------------------- training
+
+@dataclass
+class TrainedModels:
+    score_model: TensorProductScoreModel     # DiffDock-S
+    disco: DisCoDiffDockModel                 # DisCo-DiffDock-S stage 1
+    prior: torch.nn.Module                    # PointerPrior
+    confidence: ConfidenceModel
+    info: dict                                # seconds, final losses, confidence accuracy
+
+
+def _conf_cache(path: Path) -> Path:
+    return path / "confidence_examples.npz"
+
+
+def _save_examples(path: Path, examples: list[ConfidenceExample]) -> None:
+    atomic.save_npz(path, names=np.array([e.complex.name for e in examples]),
+                    sizes=np.array([len(e.pose) for e in examples]),
+                    poses=np.concatenate([e.pose for e in examples]).astype(np.float64),
+                    rmsds=np.array([e.rmsd for e in examples]))
+
+
+def _load_examples(path: Path, complexes: list[Complex]) -> list[ConfidenceExample]:
+    d = np.load(path)
+    by_name = {c.name: c for c in complexes}
+    offsets = np.concatenate([[0], np.cumsum(d["sizes"])])
+    labels = rmsd_label(d["rmsds"])
+    return [ConfidenceExample(by_name[str(n)], d["poses"][offsets[i]:offsets[i + 1]], float(d["rmsds"][i]),
+                              float(labels[i])) for i, n in enumerate(d["names"])]
+
+
+def train_models(preset: DockingPreset, train: list[Complex], cache: Path, seed: int = 0,
+                 progress: bool = True) -> TrainedModels:
+    cache = Path(cache) / "docking"
+    names = [c.name for c in train]
+    info: dict = {}
+    # DiffDock-S
+    score = build_seeded(lambda: TensorProductScoreModel(preset.score), seed)
+    run = run_dir_for(cache, f"diffdock-s-{preset.scale}", {"score": preset.score, "complexes": names, "seed": seed},
+                      preset.score_train.train)
+    info["diffdock_s"] = train_score_model(score, train, preset.score_train, run, progress=progress)
+    # confidence model on DiffDock-S's samples of the training complexes (poses cached beside the score model)
+    examples_path = _conf_cache(run)
+    if examples_path.exists():
+        examples = _load_examples(examples_path, train)
+    else:
+        examples = confidence_dataset(score, train, preset.confidence_samples, steps=preset.inference_steps,
+                                      actual_steps=preset.actual_steps, batch_size=preset.sample_batch)
+        _save_examples(examples_path, examples)
+    conf = build_seeded(lambda: ConfidenceModel(preset.confidence), seed)
+    info["confidence"] = train_confidence(conf, examples, preset.confidence_train,
+                                          run_dir_for(cache, f"confidence-{preset.scale}",
+                                                      {"confidence": preset.confidence, "score_run": run.name},
+                                                      preset.confidence_train), progress=progress)
+    info["confidence"]["train_accuracy"] = confidence_accuracy(conf, examples)
+    info["confidence"]["positive_fraction"] = float(np.mean([e.label for e in examples]))
+    # DisCo-DiffDock-S: stage 1 (encoder + denoiser), stage 2 (prior on a copy of the denoiser)
+    disco = build_seeded(lambda: DisCoDiffDockModel(preset.disco), seed)
+    drun = run_dir_for(cache, f"disco-diffdock-s-{preset.scale}", {"disco": preset.disco, "complexes": names,
+                                                                   "seed": seed}, preset.disco_train.train)
+    info["disco_stage1"] = train_disco_diffdock(disco, train, preset.disco_train, drun, progress=progress)
+    prior = build_seeded(lambda: make_prior(disco, preset.prior_train.hidden), seed + 1)
+    info["disco_prior"] = train_pointer_prior(prior, disco.encoder, train, preset.prior_train, drun / "prior",
+                                              progress=progress)
+    return TrainedModels(score, disco, prior, conf, info)
+
+
+# -------------------------------------------------------------------------------------- evaluation
+
+@dataclass
+class MethodResult:
+    method: str
+    names: list[str]               # every test complex, in order
+    rmsds: np.ndarray              # [n_complexes, n_samples] symmetry-corrected RMSD (A), NaN = failed
+    confidence: np.ndarray         # [n_complexes, n_samples] confidence logits, NaN = failed
+    seconds: np.ndarray            # [n_complexes] sampling + confidence wall time, NaN = failed
+    failures: dict[str, str]       # name -> reason
+    nfe: int                       # reverse steps per sample, counted by the sampler
+    rmsd_fallbacks: int            # samples whose RMSD used the recorded fallback
+
+    def rates(self, subset: set[str] | None = None) -> dict:
+        rows = [i for i, n in enumerate(self.names) if subset is None or n in subset]
+        return success_rates(self.rmsds[rows], self.confidence[rows])
+
+
+Sampler = Callable[[Complex, list[int]], tuple[torch.Tensor, int]]   # (poses [n, N, 3], nfe)
+
+
+def evaluate_method(method: str, sampler: Sampler, data: DockingData, confidence: ConfidenceModel,
+                    n_samples: int, seed: int = 0, progress: bool = True) -> MethodResult:
+    """n_samples poses per test complex (sample i of complex k has seed seed * 10**6 + k * n_samples + i; the
+    same seeds for every method), ranked by the confidence model."""
+    by_name = {c.name: c for c in data.test}
+    n = len(data.test_names)
+    rmsds = np.full((n, n_samples), np.nan)
+    conf = np.full((n, n_samples), np.nan)
+    secs = np.full(n, np.nan)
+    failures = dict((k, v) for k, v in data.failed.items() if k in set(data.test_names))
+    nfe, fallbacks = 0, 0
+    for k, name in enumerate(tqdm(data.test_names, desc=f"{method}: docking", disable=not progress)):
+        c = by_name.get(name)
+        if c is None:
+            continue
+        seeds = [seed * 10 ** 6 + k * n_samples + i for i in range(n_samples)]
+        try:
+            t0 = time.perf_counter()
+            poses, nfe = sampler(c, seeds)
+            conf[k] = rank_samples(confidence, c, poses).numpy()
+            secs[k] = time.perf_counter() - t0
+            r = symmetry_rmsd(c.ligand, c.ligand_coords, poses.detach().cpu().numpy())
+        except Exception as e:  # a complex that breaks is a miss with its reason, not a crash of the table
+            failures[name] = f"{type(e).__name__}: {e}"
+            conf[k] = np.nan
+            continue
+        rmsds[k] = np.asarray(r.values, dtype=np.float64).reshape(-1)
+        fallbacks += int(r.used_fallback)
+    return MethodResult(method, list(data.test_names), rmsds, conf, secs, failures, nfe, fallbacks)
+
+
+def diffdock_sampler(models: TrainedModels, preset: DockingPreset) -> Sampler:
+    def run(c: Complex, seeds: list[int]):
+        out = sample_poses(models.score_model, c, seeds=seeds, steps=preset.inference_steps,
+                           actual_steps=preset.actual_steps, batch_size=preset.sample_batch,
+                           temperatures=preset.diffdock_temperatures)
+        return out.poses, out.nfe
+    return run
+
+
+def disco_sampler(models: TrainedModels, preset: DockingPreset) -> Sampler:
+    conformers = PointerConformers()
+
+    def run(c: Complex, seeds: list[int]):
+        out, _ = sample_disco_poses(models.disco, models.prior, c, seeds, preset.prior_temperature,
+                                    preset.disco_temperatures, conformers, steps=preset.inference_steps,
+                                    actual_steps=preset.actual_steps, batch_size=preset.sample_batch)
+        return out.poses, out.nfe
+    return run
+
+
+__all__ = ["DockingData", "ESM_ENV", "MethodResult", "PDBBIND_ENV", "TrainedModels", "diffdock_sampler",
+           "disco_sampler", "evaluate_method", "load_docking_data", "pdbbind_root", "train_models"]

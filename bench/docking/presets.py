@@ -1,0 +1,150 @@
+"""Table 4 presets per scale: data, the three networks, their training and the inference protocol.
+
+paper: DiffDock-S / DisCo-DiffDock-S as trained for DisCo-Diff Table 4 (gcorso/disco-diffdock README and
+workdir/*/model_parameters.yml; App. E.5): PDBBind time split, 40 samples, 20 steps (all executed, no
+final-step noise), the README's tuned low-temperature settings and the prior's softmax temperature
+exp(1.5) (--log_softmax_latent_temperature=-1.5 multiplies the logits by exp(-1.5)). Steps are 1000 epochs
+of the training split at the yml batch sizes; DiffDock's plateau scheduler, EMA and validation-based
+checkpoint choice are not reproduced.
+small / smoke: the same pipeline on the offline crystal complexes (re-docking the training complexes), with
+smaller networks; no temperature tuning (all off).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from bench.docking.confidence import ConfidenceModelConfig
+from bench.docking.disco_diffdock import DisCoDiffDockConfig, PriorTrainConfig
+from bench.docking.disco_latents import PointerEncoderConfig
+from bench.docking.noise import LowTemperature, SamplingTemperatures
+from bench.docking.pose_diffusion import DockingTrainConfig
+from bench.docking.score_model import ScoreModelConfig
+from bench.train import TrainConfig
+
+DIFFDOCK_S = "DiffDock-S"
+DISCO_DIFFDOCK_S = "DisCo-DiffDock-S"
+PAPER_EPOCHS = 1000                  # n_epochs in both model_parameters.yml
+PAPER_TRAIN_COMPLEXES = 16379        # timesplit_no_lig_overlap_train
+
+# gcorso/disco-diffdock README evaluate commands (tuned on validation; T is temp_sampling, psi temp_psi,
+# s temp_sigma_data), per component tr / rot / tor
+DIFFDOCK_S_TEMPERATURES = SamplingTemperatures(
+    tr=LowTemperature(1.886430780895051, 0.07085125444659945, 0.3617563913086843),
+    rot=LowTemperature(5.659562317960644, 2.686505606141324, 0.7437588205919711),
+    tor=LowTemperature(2.8888668488630156, 4.089493860493927, 0.08897393057297842))
+DISCO_DIFFDOCK_S_TEMPERATURES = SamplingTemperatures(
+    tr=LowTemperature(1.546842681537956, 1.2685697872473618, 0.8456140350087653),
+    rot=LowTemperature(4.005218254154881, 1.2760150490206228, 0.453446580767075),
+    tor=LowTemperature(3.6499018519649384, 2.0625243924678136, 0.3292199987743284))
+DISCO_PRIOR_TEMPERATURE = math.exp(1.5)   # README: log_softmax_latent_temperature = -1.5 (inverse temperature)
+
+
+@dataclass(frozen=True)
+class DockingPreset:
+    scale: str
+    data: str                                 # "offline" (crystal complexes shipped by packages) or "pdbbind"
+    offline_names: tuple[str, ...] | None     # offline complexes used (None: all available)
+    score: ScoreModelConfig                   # DiffDock-S score model (and DisCo's denoiser, + latent input)
+    encoder: PointerEncoderConfig
+    score_train: DockingTrainConfig           # DiffDock-S
+    disco_train: DockingTrainConfig           # DisCo-DiffDock-S stage 1 (encoder + denoiser)
+    prior_train: PriorTrainConfig
+    confidence: ConfidenceModelConfig
+    confidence_train: TrainConfig
+    confidence_samples: int                   # poses per training complex for the confidence data
+    n_samples: int                            # poses per test complex (Table 4: 40)
+    inference_steps: int = 20
+    actual_steps: int | None = None           # None: all inference_steps (README: --actual_steps 20)
+    diffdock_temperatures: SamplingTemperatures = field(default_factory=SamplingTemperatures)
+    disco_temperatures: SamplingTemperatures = field(default_factory=SamplingTemperatures)
+    prior_temperature: float = 1.0
+    sample_batch: int = 40                    # poses per forward pass (README --batch_size 40)
+
+    @property
+    def disco(self) -> DisCoDiffDockConfig:
+        return DisCoDiffDockConfig(score=self.score, encoder=self.encoder)
+
+    @property
+    def nfe(self) -> int:
+        return self.actual_steps if self.actual_steps is not None else self.inference_steps
+
+    def with_esm(self, esm_dim: int) -> "DockingPreset":
+        """The same preset with ESM residue embeddings of width esm_dim as an extra residue input."""
+        score = dataclasses.replace(self.score, esm_dim=esm_dim)
+        conf = dataclasses.replace(self.confidence, trunk=dataclasses.replace(self.confidence.trunk, esm_dim=esm_dim))
+        return dataclasses.replace(self, score=score, confidence=conf)
+
+
+def _steps(epochs: int, n: int, batch: int) -> int:
+    return epochs * -(-n // batch)
+
+
+def _tiny_trunk(**kw) -> ScoreModelConfig:
+    return ScoreModelConfig.tiny(**kw)
+
+
+def _preset_smoke() -> DockingPreset:
+    """CI-sized: three small offline complexes, tiny networks, a handful of steps, 10-step sampling."""
+    tc = lambda steps, batch, lr=1e-3: TrainConfig(steps=steps, batch_size=batch, lr=lr, log_every=5,  # noqa: E731
+                                                    checkpoint_every=50)
+    return DockingPreset(
+        scale="smoke", data="offline", offline_names=("1s3v", "1hpv", "5dpv"),
+        score=_tiny_trunk(), encoder=PointerEncoderConfig.tiny(),
+        score_train=DockingTrainConfig(train=tc(16, 2)), disco_train=DockingTrainConfig(train=tc(16, 2)),
+        prior_train=PriorTrainConfig(train=tc(6, 2), freeze_epochs=1, hidden=16),
+        confidence=ConfidenceModelConfig.tiny(), confidence_train=tc(6, 2), confidence_samples=2,
+        n_samples=4, inference_steps=10, sample_batch=4)
+
+
+def _preset_small() -> DockingPreset:
+    """Every offline complex, small networks, a few hundred steps (CPU-hours, not a trained docking model)."""
+    tc = lambda steps, batch, lr=1e-3: TrainConfig(steps=steps, batch_size=batch, lr=lr, log_every=10,  # noqa: E731
+                                                    checkpoint_every=50)
+    trunk = ScoreModelConfig(ns=16, nv=4, num_conv_layers=3, sigma_embed_dim=16, distance_embed_dim=16,
+                             cross_distance_embed_dim=16, batch_norm=False, dropout=0.0)
+    return DockingPreset(
+        scale="small", data="offline", offline_names=None,
+        score=trunk, encoder=PointerEncoderConfig(ns=12, nv=2, hidden=32,
+                                                  trunk=dict(sigma_embed_dim=16, distance_embed_dim=16,
+                                                             cross_distance_embed_dim=16, batch_norm=False,
+                                                             dropout=0.0)),
+        score_train=DockingTrainConfig(train=tc(300, 4)), disco_train=DockingTrainConfig(train=tc(300, 4)),
+        prior_train=PriorTrainConfig(train=tc(60, 4), freeze_epochs=5, hidden=32),
+        confidence=ConfidenceModelConfig(trunk=trunk, batch_norm=False), confidence_train=tc(60, 4),
+        confidence_samples=4, n_samples=10, sample_batch=10)
+
+
+def _preset_paper() -> DockingPreset:
+    n = PAPER_TRAIN_COMPLEXES
+    return DockingPreset(
+        scale="paper", data="pdbbind", offline_names=None,
+        score=ScoreModelConfig.paper(), encoder=PointerEncoderConfig(),
+        # DiffDock-S: disco-diffdock workdir/diffdockS_score_model (batch 16); DisCo stage 1: batch 24
+        score_train=DockingTrainConfig(train=TrainConfig(steps=_steps(PAPER_EPOCHS, n, 16), batch_size=16, lr=1e-3,
+                                                         checkpoint_every=5000, log_every=500)),
+        disco_train=DockingTrainConfig(train=TrainConfig(steps=_steps(PAPER_EPOCHS, n, 24), batch_size=24, lr=1e-3,
+                                                         checkpoint_every=5000, log_every=500)),
+        prior_train=PriorTrainConfig(train=TrainConfig(steps=_steps(PAPER_EPOCHS, n, 16), batch_size=16, lr=1e-3,
+                                                       checkpoint_every=5000, log_every=500)),
+        # paper_confidence_model yml: batch 16, lr 3e-4, 28 poses per complex (7 samples x 4 cache ids)
+        confidence=ConfidenceModelConfig.paper(),
+        confidence_train=TrainConfig(steps=_steps(75, n, 16), batch_size=16, lr=3e-4, checkpoint_every=5000,
+                                     log_every=500),
+        confidence_samples=28, n_samples=40,
+        diffdock_temperatures=DIFFDOCK_S_TEMPERATURES, disco_temperatures=DISCO_DIFFDOCK_S_TEMPERATURES,
+        prior_temperature=DISCO_PRIOR_TEMPERATURE)
+
+
+PRESETS = {"smoke": _preset_smoke, "small": _preset_small, "paper": _preset_paper}
+
+
+def docking_preset(scale: str) -> DockingPreset:
+    if scale not in PRESETS:
+        raise KeyError(f"no docking preset for scale {scale!r}; known: {sorted(PRESETS)}")
+    return PRESETS[scale]()
+
+
+__all__ = ["DIFFDOCK_S", "DISCO_DIFFDOCK_S", "DIFFDOCK_S_TEMPERATURES", "DISCO_DIFFDOCK_S_TEMPERATURES",
+           "DISCO_PRIOR_TEMPERATURE", "DockingPreset", "PRESETS", "docking_preset"]

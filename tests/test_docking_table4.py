@@ -1,0 +1,99 @@
+"""Table 4 harness: failure accounting in the evaluation, the paper preset's protocol, and the smoke run
+through the CLI (both methods, the confidence model, rows beside the paper's, claim 8's verdicts)."""
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("e3nn")
+pytest.importorskip("rdkit")
+from bench.docking.confidence import ConfidenceModel, ConfidenceModelConfig  # noqa: E402
+from bench.docking.data import synthetic_complex  # noqa: E402
+from bench.docking.pipeline import DockingData, evaluate_method  # noqa: E402
+from bench.docking.presets import DISCO_PRIOR_TEMPERATURE, docking_preset  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_failed_complexes_stay_in_the_denominator():
+    a = synthetic_complex("CCOc1ccccc1", 8, 0, "good")
+    b = synthetic_complex("CCCCO", 8, 1, "breaks")
+    data = DockingData(train=[a, b], test=[a, b], failed={"absent": "did not load"},
+                       test_names=["good", "breaks", "absent"], unseen=set(), description="synthetic",
+                       residue_input="residue-type embeddings (no ESM)")
+
+    def sampler(c, seeds):   # the crystal pose, slightly moved, for "good"; an error for "breaks"
+        if c.name == "breaks":
+            raise RuntimeError("boom")
+        pos = torch.as_tensor(c.ligand_coords, dtype=torch.float64)
+        return torch.stack([pos + 0.1 * (i + 1) for i in range(len(seeds))]), 7
+
+    torch.manual_seed(0)
+    conf = ConfidenceModel(ConfidenceModelConfig.tiny())
+    res = evaluate_method("m", sampler, data, conf, n_samples=3)
+    assert res.nfe == 7 and res.names == ["good", "breaks", "absent"]
+    assert np.all(np.isfinite(res.rmsds[0])) and np.all(np.isnan(res.rmsds[1:]))
+    np.testing.assert_allclose(res.rmsds[0], [0.1 * np.sqrt(3) * k for k in (1, 2, 3)], rtol=1e-6)
+    assert res.failures == {"breaks": "RuntimeError: boom", "absent": "did not load"}
+    rates = res.rates()
+    assert rates["n_complexes"] == 3 and rates["all_samples"] == pytest.approx(1 / 3)
+    assert rates["n_failed_complexes"] == 2
+
+
+def test_paper_preset_is_the_table4_protocol():
+    p = docking_preset("paper")
+    assert p.n_samples == 40 and p.nfe == 20 and p.data == "pdbbind"
+    assert (p.score.ns, p.score.nv, p.score.num_conv_layers, p.score.sh_lmax) == (24, 6, 5, 1)
+    assert (p.encoder.ns, p.encoder.nv, p.encoder.num_conv_layers, p.encoder.m) == (24, 4, 3, 2)
+    assert p.disco.score.extra_node_dim == 3 and p.prior_train.freeze_epochs == 5
+    assert p.prior_temperature == pytest.approx(np.exp(1.5)) and p.prior_temperature > 1
+    assert p.disco_temperatures.tr.temperature > 1      # temp_sampling > 1 = diffusion temperature < 1
+    with pytest.raises(KeyError, match="no docking preset"):
+        docking_preset("huge")
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=900)
+
+
+def test_paper_dry_run_needs_pdbbind_and_checks_it(tmp_path):
+    r = _cli("table4", "--scale", "paper", "--dry-run", env={"DISCO_BENCH_PDBBIND": ""})
+    assert r.returncode == 2 and "DISCO_BENCH_PDBBIND" in r.stderr and "Traceback" not in r.stderr
+    assert "40 samples x 20 steps" in r.stdout and "DiffDock-S score model 2,075,436" in r.stdout
+    r = _cli("table4", "--scale", "paper", "--dry-run", env={"DISCO_BENCH_PDBBIND": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "test: 363 ids, 0 folders" in r.stdout and "unseen: 144 ids" in r.stdout and "FAILS" in r.stdout
+
+
+def test_table4_smoke_through_the_cli(tmp_path):
+    out, cache = tmp_path / "res", tmp_path / "runs"
+    r = _cli("table4", "--scale", "smoke", "--out", str(out), "--cache", str(cache))
+    assert r.returncode == 0, r.stderr[-3000:]
+    smoke = out / "smoke"
+    for f in ("table4.csv", "table4.md", "table4.png", "table4_data.npz", "table4_complexes.csv", "claims.csv"):
+        assert (smoke / f).exists(), f
+    rows = list(csv.DictReader(open(smoke / "table4.csv")))
+    top1 = {r["method"]: r for r in rows if r["metric"] == "top1_rmsd_lt2_pct"}
+    assert set(top1) == {"DiffDock-S", "DisCo-DiffDock-S"}
+    assert top1["DiffDock-S"]["paper_row"] == "table4.diffdock_s.full_test_set"
+    assert all(r["n_samples"] == "3" and r["nfe"] == "10" and 0 <= float(r["value"]) <= 100 for r in top1.values())
+    assert "re-docking" in top1["DiffDock-S"]["dataset"] and "no ESM" in top1["DiffDock-S"]["dataset"]
+    runtime = [r for r in rows if r["metric"] == "runtime_s"]
+    assert len(runtime) == 2 and all(float(r["value"]) > 0 for r in runtime)
+    per_complex = list(csv.DictReader(open(smoke / "table4_complexes.csv")))
+    assert len(per_complex) == 6 and all(float(r["best_rmsd"]) <= float(r["top1_rmsd"]) for r in per_complex)
+    verdicts = {v["claim_id"]: v["verdict"] for v in csv.DictReader(open(smoke / "claims.csv"))}
+    assert verdicts.get("8b") in ("held", "not held")
+    d = np.load(smoke / "table4_data.npz")
+    assert d["rmsds__DiffDock-S"].shape == (3, 4)
+    # a second run loads every trained model from the cache and reproduces the numbers exactly
+    r2 = _cli("table4", "--scale", "smoke", "--out", str(tmp_path / "res2"), "--cache", str(cache))
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    d2 = np.load(tmp_path / "res2" / "smoke" / "table4_data.npz")
+    np.testing.assert_array_equal(d["rmsds__DisCo-DiffDock-S"], d2["rmsds__DisCo-DiffDock-S"])
