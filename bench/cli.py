@@ -71,6 +71,7 @@ def _run(labels: Sequence[str], ctx: RunContext) -> int:
     from bench import report
 
     harnesses = load_all()
+    failed: list[str] = []
     for label in labels:
         h = harnesses[label]
         if not h.built:
@@ -81,13 +82,17 @@ def _run(labels: Sequence[str], ctx: RunContext) -> int:
             rows = h.run(ctx)
         except _user_errors() as e:   # missing data, bad checkpoint, missing extra: a message, not a traceback
             print(f"error: {label}: {e}", file=sys.stderr)
-            return 2
+            failed.append(label)      # the other harnesses still run; the exit status says it failed
+            continue
         if ctx.dry_run or not ctx.shard.is_main:   # under torchrun only rank 0 writes results
             continue
         path = report.write_harness_rows(ctx.out, ctx.scale, label, rows)
         print(f"{label}: {len(rows)} rows -> {path} ({time.perf_counter() - t0:.1f} s)")
-    if not ctx.dry_run and ctx.shard.is_main:
+    if not ctx.dry_run and ctx.shard.is_main and len(failed) < len(labels):
         print(f"report -> {report.render(ctx.out)}")
+    if failed:
+        print(f"error: {', '.join(failed)} failed (see above)", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -99,7 +99,8 @@ def _preset_smoke() -> DockingPreset:
 
 
 def _preset_small() -> DockingPreset:
-    """Every offline complex, small networks, a few hundred steps (CPU-hours, not a trained docking model)."""
+    """Every offline complex, small networks, 120 steps (about an hour on one CPU core: a pipeline check, not a
+    trained docking model; 1of6 alone has 2,770 residues)."""
     tc = lambda steps, batch, lr=1e-3: TrainConfig(steps=steps, batch_size=batch, lr=lr, log_every=10,  # noqa: E731
                                                     checkpoint_every=50)
     trunk = ScoreModelConfig(ns=16, nv=4, num_conv_layers=3, sigma_embed_dim=16, distance_embed_dim=16,
@@ -110,9 +111,9 @@ def _preset_small() -> DockingPreset:
                                                   trunk=dict(sigma_embed_dim=16, distance_embed_dim=16,
                                                              cross_distance_embed_dim=16, batch_norm=False,
                                                              dropout=0.0)),
-        score_train=DockingTrainConfig(train=tc(300, 4)), disco_train=DockingTrainConfig(train=tc(300, 4)),
-        prior_train=PriorTrainConfig(train=tc(60, 4), freeze_epochs=5, hidden=32),
-        confidence=ConfidenceModelConfig(trunk=trunk, batch_norm=False), confidence_train=tc(60, 4),
+        score_train=DockingTrainConfig(train=tc(120, 4)), disco_train=DockingTrainConfig(train=tc(120, 4)),
+        prior_train=PriorTrainConfig(train=tc(30, 4), freeze_epochs=5, hidden=32),
+        confidence=ConfidenceModelConfig(trunk=trunk, batch_norm=False), confidence_train=tc(30, 4),
         confidence_samples=4, n_samples=10, sample_batch=10)
 
 
