@@ -122,3 +122,30 @@ def test_low_temperature_step():
     torch.testing.assert_close(got, want)
     with pytest.raises(ValueError):
         noise.LowTemperature(0.0)
+
+
+def test_esm_preset_reaches_every_network(complexes):
+    """With ESM embeddings attached, the preset's denoiser, encoder, prior and confidence trunk all take them."""
+    import numpy as np
+
+    from bench.docking.confidence import ConfidenceModel, predict_logits
+    from bench.docking.presets import docking_preset
+    from bench.distributed import Shard
+
+    rng = np.random.default_rng(0)
+    with_esm = [dataclasses.replace(c, esm=rng.normal(size=(c.num_residues, 6)).astype(np.float32))
+                for c in complexes]
+    p = docking_preset("smoke").with_esm(6)
+    assert p.score.esm_dim == p.encoder.score_config().esm_dim == p.confidence.trunk.esm_dim == 6
+    torch.manual_seed(0)
+    model = dd.DisCoDiffDockModel(p.disco)
+    loss = dd.disco_loss_fn(with_esm, DockingTrainConfig(train=TrainConfig(batch_size=2)))(
+        model, torch.Generator().manual_seed(0), Shard())
+    assert torch.isfinite(loss)
+    z = dd.sample_pointers(dd.make_prior(model, 8), with_esm[0], [0, 1], temperature=1.0)
+    assert z.shape == (2, 2)
+    logits = predict_logits(ConfidenceModel(p.confidence), with_esm, [c.ligand_coords for c in with_esm])
+    assert torch.isfinite(logits).all()
+    # a model built without ESM refuses a batch that carries it, instead of silently ignoring it
+    with pytest.raises(ValueError, match="esm_dim = 0"):
+        dd.encoder_pointers(_model().encoder, with_esm, [torch.Generator().manual_seed(0)] * 2)

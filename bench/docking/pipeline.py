@@ -231,7 +231,7 @@ def evaluate_method(method: str, sampler: Sampler, data: DockingData, confidence
             r = symmetry_rmsd(c.ligand, c.ligand_coords, poses.detach().cpu().numpy())
         except Exception as e:  # a complex that breaks is a miss with its reason, not a crash of the table
             failures[name] = f"{type(e).__name__}: {e}"
-            conf[k] = np.nan
+            conf[k], secs[k] = np.nan, np.nan
             continue
         rmsds[k] = np.asarray(r.values, dtype=np.float64).reshape(-1)
         fallbacks += int(r.used_fallback)

@@ -74,7 +74,9 @@ class DockingPreset:
         """The same preset with ESM residue embeddings of width esm_dim as an extra residue input."""
         score = dataclasses.replace(self.score, esm_dim=esm_dim)
         conf = dataclasses.replace(self.confidence, trunk=dataclasses.replace(self.confidence.trunk, esm_dim=esm_dim))
-        return dataclasses.replace(self, score=score, confidence=conf)
+        # the encoder sees ESM too (disco-diffdock yml: encoder_no_esm false)
+        encoder = dataclasses.replace(self.encoder, trunk={**self.encoder.trunk, "esm_dim": esm_dim})
+        return dataclasses.replace(self, score=score, confidence=conf, encoder=encoder)
 
 
 def _steps(epochs: int, n: int, batch: int) -> int:
