@@ -42,8 +42,8 @@ from bench.docking.disco_latents import (POINTER_DROP_P, PRIOR_FREEZE_EPOCHS, Jo
                                          node_argmax, node_gumbel_softmax, pointer_extra_dim, prior_ligand_pose,
                                          with_node_extra)
 from bench.docking.noise import PoseNoiseConfig, SamplingTemperatures
-from bench.docking.pose_diffusion import (F64, DockingTrainConfig, SampledPoses, model_dtype, noise_complex,
-                                          protein_centred, sample_poses, sample_t, score_matching_loss)
+from bench.docking.pose_diffusion import (F64, DockingTrainConfig, SampledPoses, draw_noised_batch, model_dtype,
+                                          protein_centred, sample_poses, score_matching_loss)
 from bench.docking.score_model import ScoreModelConfig, TensorProductScoreModel, make_batch
 from bench.docking.so3 import random_rotations
 from bench.train import TrainConfig, fit
@@ -114,15 +114,8 @@ def disco_loss_fn(complexes: Sequence[Complex], cfg: DockingTrainConfig):
         raise ValueError("need at least one complex")
 
     def loss_fn(model, generator, shard):
-        B = cfg.train.batch_size
-        idx = torch.randint(len(complexes), (B,), generator=generator)
-        t = sample_t(B, cfg.t_alpha, cfg.t_beta, generator)
-        seeds = torch.randint(0, 2 ** 62, (B,), generator=generator)
-        idx, t, seeds = shard.take(idx), shard.take(t), shard.take(seeds)
         inner = getattr(model, "module", model)
-        chosen = [complexes[i] for i in idx.tolist()]
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        noised = noise_complex(chosen, t, gens, inner.cfg.noise, no_torsion=cfg.no_torsion)
+        chosen, gens, noised = draw_noised_batch(complexes, cfg, inner.cfg.noise, generator, shard)
         dtype = model_dtype(inner)
         crystal = protein_centred(make_batch(chosen, dtype=F64))[0].to(dtype=dtype)
         nodes = joint_nodes(crystal)

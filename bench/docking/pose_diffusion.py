@@ -38,7 +38,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -374,23 +374,36 @@ def sample_t(n: int, alpha: float, beta: float, generator: torch.Generator) -> t
     raise ValueError("one of alpha, beta must be 1")
 
 
+class NoisedDraw(NamedTuple):
+    complexes: list[Complex]          # this shard's complexes
+    generators: list[torch.Generator]  # one per complex, advanced past its pose noise
+    noised: NoisedBatch
+
+
+def draw_noised_batch(complexes: Sequence[Complex], cfg: DockingTrainConfig, noise: PoseNoiseConfig,
+                      generator: torch.Generator, shard) -> NoisedDraw:
+    """One training step's batch: the global batch's complex indices, times and per-complex seeds drawn from
+    the generator (the same on every rank), this shard's slice kept and noised (each complex from its own
+    generator, which the caller may go on drawing from)."""
+    B = cfg.train.batch_size
+    idx = torch.randint(len(complexes), (B,), generator=generator)
+    t = sample_t(B, cfg.t_alpha, cfg.t_beta, generator)
+    seeds = torch.randint(0, 2 ** 62, (B,), generator=generator)
+    idx, t, seeds = shard.take(idx), shard.take(t), shard.take(seeds)
+    chosen = [complexes[i] for i in idx.tolist()]
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    return NoisedDraw(chosen, gens, noise_complex(chosen, t, gens, noise, no_torsion=cfg.no_torsion))
+
+
 def docking_loss_fn(complexes: Sequence[Complex], cfg: DockingTrainConfig):
-    """loss_fn(model, generator, shard) for bench.train.fit: draws the global batch's complex indices,
-    times and per-complex noise seeds from the generator, keeps this shard's slice, noises, scores."""
+    """loss_fn(model, generator, shard) for bench.train.fit: draw_noised_batch, then the score-matching loss."""
     complexes = list(complexes)
     if not complexes:
         raise ValueError("need at least one complex")
 
     def loss_fn(model, generator, shard):
-        B = cfg.train.batch_size
-        idx = torch.randint(len(complexes), (B,), generator=generator)
-        t = sample_t(B, cfg.t_alpha, cfg.t_beta, generator)
-        seeds = torch.randint(0, 2 ** 62, (B,), generator=generator)
-        idx, t, seeds = shard.take(idx), shard.take(t), shard.take(seeds)
         inner = getattr(model, "module", model)   # DDP
-        noised = noise_complex([complexes[i] for i in idx.tolist()], t,
-                               [torch.Generator().manual_seed(int(s)) for s in seeds], inner.cfg.noise,
-                               no_torsion=cfg.no_torsion)
+        noised = draw_noised_batch(complexes, cfg, inner.cfg.noise, generator, shard).noised
         return score_matching_loss(model, noised, cfg.tr_weight, cfg.rot_weight, cfg.tor_weight).loss
 
     return loss_fn
@@ -410,5 +423,5 @@ def train_score_model(model: nn.Module, complexes: Sequence[Complex], cfg: Docki
         model.eval()
 
 
-__all__ = ["DockingTrainConfig", "NoisedBatch", "SampledPoses", "ScoreLoss", "docking_loss_fn", "model_dtype",
+__all__ = ["DockingTrainConfig", "NoisedBatch", "NoisedDraw", "draw_noised_batch", "SampledPoses", "ScoreLoss", "docking_loss_fn", "model_dtype",
            "noise_complex", "protein_centred", "sample_poses", "sample_t", "score_matching_loss", "train_score_model"]
