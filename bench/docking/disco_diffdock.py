@@ -42,7 +42,8 @@ from bench.docking.disco_latents import (POINTER_DROP_P, PRIOR_FREEZE_EPOCHS, Jo
                                          node_argmax, node_gumbel_softmax, pointer_extra_dim, prior_ligand_pose,
                                          with_node_extra)
 from bench.docking.noise import PoseNoiseConfig, SamplingTemperatures
-from bench.docking.pose_diffusion import (F64, DockingTrainConfig, SampledPoses, draw_noised_batch, model_dtype,
+from bench.docking.pose_diffusion import (F64, DockingTrainConfig, SampledPoses, draw_noised_batch, fit_docking,
+                                          model_dtype,
                                           protein_centred, sample_poses, score_matching_loss)
 from bench.docking.score_model import ScoreModelConfig, TensorProductScoreModel, make_batch
 from bench.docking.so3 import random_rotations
@@ -131,14 +132,8 @@ def disco_loss_fn(complexes: Sequence[Complex], cfg: DockingTrainConfig):
 def train_disco_diffdock(model: DisCoDiffDockModel, complexes: Sequence[Complex], cfg: DockingTrainConfig,
                          run_dir: Path, progress: bool = False, **fit_kwargs: Any) -> dict:
     """Stage 1: encoder and score model jointly, in place (bench.train.fit; cached by config and complexes)."""
-    model_config = {"disco_diffdock": model.cfg, "docking": dataclasses.replace(cfg, train=TrainConfig()),
-                    "complexes": [c.name for c in complexes]}
-    model.train()
-    try:
-        return fit(model, disco_loss_fn(complexes, cfg), cfg.train, Path(run_dir), model_config,
-                   desc="DisCo-DiffDock score model + encoder", progress=progress, **fit_kwargs)
-    finally:
-        model.eval()
+    return fit_docking(model, disco_loss_fn(complexes, cfg), "disco_diffdock", complexes, cfg, run_dir,
+                       "DisCo-DiffDock score model + encoder", progress, **fit_kwargs)
 
 
 # ------------------------------------------------------------------------------------------ stage 2

@@ -409,19 +409,26 @@ def docking_loss_fn(complexes: Sequence[Complex], cfg: DockingTrainConfig):
     return loss_fn
 
 
-def train_score_model(model: nn.Module, complexes: Sequence[Complex], cfg: DockingTrainConfig, run_dir: Path,
-                      progress: bool = False, **fit_kwargs: Any) -> dict:
-    """Train `model` (a TensorProductScoreModel) in place with bench.train.fit; returns fit's result. The
-    checkpoint cache key covers the model config, this config and the complexes' names."""
-    model_config = {"score_model": model.cfg, "docking": dataclasses.replace(cfg, train=TrainConfig()),
+def fit_docking(model: nn.Module, loss_fn, model_key: str, complexes: Sequence[Complex], cfg: DockingTrainConfig,
+                run_dir: Path, desc: str, progress: bool = False, **fit_kwargs: Any) -> dict:
+    """bench.train.fit in train mode (eval mode afterwards); the cache key is {model_key: model.cfg, the docking
+    config without its TrainConfig (fit adds that), the complexes' names}."""
+    model_config = {model_key: model.cfg, "docking": dataclasses.replace(cfg, train=TrainConfig()),
                     "complexes": [c.name for c in complexes]}
     model.train()
     try:
-        return fit(model, docking_loss_fn(complexes, cfg), cfg.train, Path(run_dir), model_config,
-                   desc="docking score model", progress=progress, **fit_kwargs)
+        return fit(model, loss_fn, cfg.train, Path(run_dir), model_config, desc=desc, progress=progress,
+                   **fit_kwargs)
     finally:
         model.eval()
 
 
-__all__ = ["DockingTrainConfig", "NoisedBatch", "NoisedDraw", "draw_noised_batch", "SampledPoses", "ScoreLoss", "docking_loss_fn", "model_dtype",
+def train_score_model(model: nn.Module, complexes: Sequence[Complex], cfg: DockingTrainConfig, run_dir: Path,
+                      progress: bool = False, **fit_kwargs: Any) -> dict:
+    """Train `model` (a TensorProductScoreModel) in place with bench.train.fit; returns fit's result."""
+    return fit_docking(model, docking_loss_fn(complexes, cfg), "score_model", complexes, cfg, run_dir,
+                       "docking score model", progress, **fit_kwargs)
+
+
+__all__ = ["DockingTrainConfig", "NoisedBatch", "NoisedDraw", "draw_noised_batch", "fit_docking", "SampledPoses", "ScoreLoss", "docking_loss_fn", "model_dtype",
            "noise_complex", "protein_centred", "sample_poses", "sample_t", "score_matching_loss", "train_score_model"]
