@@ -57,6 +57,40 @@ def test_paper_preset_is_the_table4_protocol():
         docking_preset("huge")
 
 
+def test_confidence_data_resumes_complex_by_complex(tmp_path, monkeypatch):
+    """An interrupted confidence-data step keeps each finished complex (its own atomic file) and resumes at the
+    next one; the joined result equals an uninterrupted run's."""
+    import bench.docking.pipeline as pipeline
+    from bench.docking.score_model import TensorProductScoreModel
+    p = docking_preset("smoke")
+    train = [synthetic_complex("CCOc1ccccc1", 8, 0, "a"), synthetic_complex("CCCCO", 8, 1, "b")]
+    torch.manual_seed(0)
+    score = TensorProductScoreModel(p.score)
+    real = pipeline.confidence_dataset
+    calls = []
+
+    def crash_on_b(model, complexes, *a, **k):
+        calls.append(complexes[0].name)
+        if complexes[0].name == "b":
+            raise KeyboardInterrupt
+        return real(model, complexes, *a, **k)
+    monkeypatch.setattr(pipeline, "confidence_dataset", crash_on_b)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.confidence_examples(score, train, p, tmp_path / "run", progress=False)
+    assert (tmp_path / "run/confidence_examples/a.npz").exists()
+    assert not (tmp_path / "run/confidence_examples.npz").exists()
+    monkeypatch.setattr(pipeline, "confidence_dataset", lambda *a, **k: (calls.append(a[1][0].name), real(*a, **k))[1])
+    resumed = pipeline.confidence_examples(score, train, p, tmp_path / "run", progress=False)
+    assert calls == ["a", "b", "b"]                    # "a" was not sampled again
+    fresh = pipeline.confidence_examples(score, train, p, tmp_path / "fresh", progress=False)
+    assert [e.complex.name for e in resumed] == ["a"] * p.confidence_samples + ["b"] * p.confidence_samples
+    for x, y in zip(resumed, fresh):
+        np.testing.assert_array_equal(x.pose, y.pose)
+        assert x.rmsd == y.rmsd or (np.isnan(x.rmsd) and np.isnan(y.rmsd))
+    again = pipeline.confidence_examples(score, train, p, tmp_path / "run", progress=False)   # the joined file
+    assert calls == ["a", "b", "b", "a", "b"] and len(again) == len(fresh)
+
+
 def _cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=900)

@@ -150,6 +150,31 @@ def _load_examples(path: Path, complexes: list[Complex]) -> list[ConfidenceExamp
                               float(labels[i])) for i, n in enumerate(d["names"])]
 
 
+def confidence_examples(score: TensorProductScoreModel, train: list[Complex], preset: DockingPreset, run: Path,
+                        progress: bool = True) -> list[ConfidenceExample]:
+    """The confidence model's training data: preset.confidence_samples DiffDock-S poses per training complex
+    with their RMSD labels, complex k using seeds k n .. (k + 1) n - 1. Each complex's examples are saved
+    atomically as they finish (run/confidence_examples/<name>.npz), so an interrupted run resumes at the next
+    complex; when all are done they are joined into run/confidence_examples.npz."""
+    done = _conf_cache(run)
+    if done.exists():
+        return _load_examples(done, train)
+    shards = run / "confidence_examples"
+    n = preset.confidence_samples
+    examples: list[ConfidenceExample] = []
+    for k, c in enumerate(tqdm(train, desc="confidence data: DiffDock-S samples", disable=not progress)):
+        shard = shards / f"{c.name}.npz"
+        if shard.exists():
+            got = _load_examples(shard, [c])
+        else:
+            got = confidence_dataset(score, [c], n, seeds=range(k * n, (k + 1) * n), steps=preset.inference_steps,
+                                     actual_steps=preset.actual_steps, batch_size=preset.sample_batch)
+            _save_examples(shard, got)
+        examples += got
+    _save_examples(done, examples)
+    return examples
+
+
 def train_models(preset: DockingPreset, train: list[Complex], cache: Path, seed: int = 0,
                  progress: bool = True) -> TrainedModels:
     cache = Path(cache) / "docking"
@@ -161,13 +186,7 @@ def train_models(preset: DockingPreset, train: list[Complex], cache: Path, seed:
                       preset.score_train.train)
     info["diffdock_s"] = train_score_model(score, train, preset.score_train, run, progress=progress)
     # confidence model on DiffDock-S's samples of the training complexes (poses cached beside the score model)
-    examples_path = _conf_cache(run)
-    if examples_path.exists():
-        examples = _load_examples(examples_path, train)
-    else:
-        examples = confidence_dataset(score, train, preset.confidence_samples, steps=preset.inference_steps,
-                                      actual_steps=preset.actual_steps, batch_size=preset.sample_batch)
-        _save_examples(examples_path, examples)
+    examples = confidence_examples(score, train, preset, run, progress=progress)
     conf = build_seeded(lambda: ConfidenceModel(preset.confidence), seed)
     info["confidence"] = train_confidence(conf, examples, preset.confidence_train,
                                           run_dir_for(cache, f"confidence-{preset.scale}",
