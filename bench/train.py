@@ -169,13 +169,13 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
             if step % cfg.log_every == 0 or step == cfg.steps:
                 reported = shard.mean(running)
                 history.append((step, reported))
-                images_s = (step - resumed_from) * cfg.batch_size / max(seconds - seconds_at_start, 1e-9)
+                examples_s = (step - resumed_from) * cfg.batch_size / max(seconds - seconds_at_start, 1e-9)
                 if log is not None:
                     log.write(json.dumps({"step": step, "loss": reported, "seconds": round(seconds, 3),
-                                          "images_per_s": round(images_s, 2)}) + "\n")
+                                          "examples_per_s": round(examples_s, 2)}) + "\n")
                     log.flush()
                 if bar is not None:
-                    bar.set_postfix(loss=f"{reported:.4f}", img_s=f"{images_s:.1f}")
+                    bar.set_postfix(loss=f"{reported:.4f}", ex_s=f"{examples_s:.1f}")
             if bar is not None:
                 bar.update(1)
             if step % cfg.checkpoint_every == 0 and step < cfg.steps:

@@ -52,7 +52,7 @@ def test_stage1_resume_is_exact_with_ema(tmp_path, digits):
     for a, b in zip(_weights(full.ema).values(), _weights(resumed.ema).values()):
         assert torch.equal(a, b)
     log = [json.loads(l) for l in (full.run_dir / "log.jsonl").read_text().splitlines()]
-    assert log and all("images_per_s" in r for r in log)
+    assert log and all("examples_per_s" in r for r in log)
     assert json.loads((full.run_dir / "config.json").read_text())["model"]["model"]["tau"] == 1.0
 
 
