@@ -242,6 +242,27 @@ def test_offline_complexes_are_sane(offline, Chem):
             assert Chem.MolToSmiles(c.ligand, isomericSmiles=False) == Chem.MolToSmiles(tmpl, isomericSmiles=False)
 
 
+def test_crop_to_pocket_keeps_exactly_the_residues_near_the_ligand(offline):
+    c = offline.complexes[0]
+    esm = np.arange(c.num_residues * 3, dtype=np.float32).reshape(-1, 3)   # row i = residue i, to follow rows
+    c = dd.Complex(**{**c.__dict__, "esm": esm})
+    cut = dd.crop_to_pocket(c, 12.0)
+    d = np.linalg.norm(c.ca_coords[:, None] - c.ligand_coords[None], axis=-1).min(1)
+    kept = np.flatnonzero(d < 12.0)
+    assert 0 < cut.num_residues == len(kept) < c.num_residues
+    np.testing.assert_array_equal(cut.ca_coords, c.ca_coords[kept])
+    np.testing.assert_array_equal(cut.residue_types, c.residue_types[kept])
+    np.testing.assert_array_equal(cut.esm, esm[kept])
+    if c.chain_ids is not None:
+        np.testing.assert_array_equal(cut.chain_ids, c.chain_ids[kept])
+    np.testing.assert_array_equal(cut.ligand_coords, c.ligand_coords)   # the ligand is untouched
+    assert cut.ligand is c.ligand and c.num_residues == len(esm)        # and the input is not modified
+    with pytest.raises(dd.DockingDataError, match=rf"{c.name}: no C-alpha within 0.5 A"):
+        dd.crop_to_pocket(c, 0.5)
+    with pytest.raises(ValueError, match="radius must be > 0"):
+        dd.crop_to_pocket(c, 0.0)
+
+
 def test_offline_reports_missing_sources(tmp_path):
     pytest.importorskip("rdkit")
     found = dd.offline_complexes(names=["1hpv", "0xxx"], debian_root=tmp_path, warn=False)

@@ -75,6 +75,21 @@ def test_noised_targets_match_formulas(cx):
     torch.testing.assert_close(alone.tor_update, nb.tor_update[m:2 * m])
 
 
+def test_translation_score_is_the_gradient_of_its_gaussian_density(cx):
+    """tr_score = grad_u log N(u; 0, sigma_tr^2 I_3) at the drawn update, by central differences of scipy's
+    log-density (the rotation and torsion scores have their own finite-difference tests in test_docking_math)."""
+    from scipy.stats import multivariate_normal
+    cfg = PoseNoiseConfig()
+    t = torch.tensor([0.05, 0.5, 0.95], dtype=F64)
+    nb = pd.noise_complex([cx] * 3, t, [torch.Generator().manual_seed(10 + s) for s in range(3)], cfg)
+    for b in range(3):
+        sigma, u = float(nb.tr_sigma[b]), nb.tr_update[b].numpy()
+        logp = multivariate_normal(mean=np.zeros(3), cov=sigma ** 2 * np.eye(3)).logpdf
+        h = 1e-3 * sigma
+        grad = np.array([(logp(u + h * e) - logp(u - h * e)) / (2 * h) for e in np.eye(3)])
+        np.testing.assert_allclose(nb.tr_score[b].numpy(), grad, rtol=1e-6, atol=1e-9 / sigma ** 2)
+
+
 def test_small_sigma_rotation_and_torsion_are_recovered_from_pose(cx):
     """Rotation only (tiny tr/tor sigma): the Kabsch rotation crystal -> noisy is exp(rot_update). Torsion only
     (tiny rigid sigma), one rotatable bond: its dihedral changes by -update (torsion.py's convention)."""

@@ -228,6 +228,9 @@ def test_success_rates_count_failed_complexes():
     assert out["all_samples"] == pytest.approx(3 / 4)
     assert out["per_sample"] == pytest.approx(3 / 24)
     assert (out["n_complexes"], out["n_samples"], out["n_failed_complexes"], out["n_failed_samples"]) == (4, 6, 1, 7)
+    # top-1 RMSDs 1.5, 3.0, inf (failed complex), inf (failed sample ranked first); best 1.5, 1.0, inf, 1.9
+    assert out["median_top1"] == np.inf and out["median_best"] == pytest.approx(1.7)
+    assert dr.success_rates(rmsds[:2], conf[:2])["median_top1"] == pytest.approx(2.25)
 
     # Complex 3 ranks 0.9 (nan), 0.6 (2.0, not < 2), then the tie at 0.5 in sample order: 2.5, then 1.9.
     assert dr.success_rates(rmsds, conf, top_k=3)["top3"] == pytest.approx(1 / 4)

@@ -45,16 +45,64 @@ def test_failed_complexes_stay_in_the_denominator():
     assert rates["n_failed_complexes"] == 2
 
 
+def test_rows_cover_the_full_test_set_and_the_unseen_proteins(tmp_path):
+    """Paper-scale rows from a made-up result: 4 test complexes, 2 of them unseen proteins; one fails."""
+    from bench.docking.pipeline import MethodResult
+    from bench.harnesses.table4 import _rows
+    from bench.registry import RunContext
+    nan = np.nan
+    rmsds = np.array([[1.0, 5.0], [4.0, 1.5], [3.0, 6.0], [nan, nan]])
+    conf = np.array([[0.9, 0.1], [0.9, 0.1], [0.2, 0.8], [nan, nan]])
+    res = MethodResult("DisCo-DiffDock-S", ["a", "b", "c", "d"], rmsds, conf, np.array([2.0, 4.0, 6.0, nan]),
+                       {"d": "did not load"}, nfe=20, rmsd_fallbacks=1)
+    data = DockingData(train=[], test=[], failed={"d": "did not load"}, test_names=res.names, unseen={"b", "d"},
+                       description="PDBBind time split (x)", residue_input="residue-type embeddings (no ESM)")
+    rows = {(r.setting, r.metric): r for r in _rows(res, data, docking_preset("paper"),
+                                                    RunContext(scale="paper", out=tmp_path))}
+    full, unseen = ("full test set", "top1_rmsd_lt2_pct"), ("unseen proteins", "top1_rmsd_lt2_pct")
+    assert rows[full].value == pytest.approx(25.0) and rows[full].n_samples == 4       # a only; d is a miss
+    assert rows[full].paper_row == "table4.disco_diffdock_s.full_test_set"
+    assert rows[unseen].value == 0.0 and rows[unseen].n_samples == 2                    # b's top-1 is 4.0
+    assert rows[unseen].paper_row == "table4.disco_diffdock_s.unseen_proteins"
+    assert rows[("unseen proteins", "any_sample_rmsd_lt2_pct")].value == pytest.approx(50.0)
+    assert rows[("full test set", "median_best_rmsd_A")].value == pytest.approx(2.25)   # 1.0, 1.5, 3.0, inf
+    assert rows[("full test set", "failed_complexes")].value == 1.0
+    assert rows[("unseen proteins", "failed_complexes")].value == 1.0
+    assert rows[("full test set", "rmsd_fallback_complexes")].value == 1.0
+    runtime = next(r for (setting, m), r in rows.items() if m == "runtime_s")
+    assert runtime.value == pytest.approx(4.0) and runtime.paper_row == "table4.disco_diffdock_s.runtime"
+    assert not any(m == "top5_rmsd_lt2_pct" for _, m in rows)    # 2 samples: no top-5
+
+
 def test_paper_preset_is_the_table4_protocol():
     p = docking_preset("paper")
     assert p.n_samples == 40 and p.nfe == 20 and p.data == "pdbbind"
     assert (p.score.ns, p.score.nv, p.score.num_conv_layers, p.score.sh_lmax) == (24, 6, 5, 1)
     assert (p.encoder.ns, p.encoder.nv, p.encoder.num_conv_layers, p.encoder.m) == (24, 4, 3, 2)
-    assert p.disco.score.extra_node_dim == 3 and p.prior_train.freeze_epochs == 5
+    assert p.disco.score.extra_node_dim == 3 and p.prior_train.freeze_epochs == 5 and p.disco.drop_p == 0.1
     assert p.prior_temperature == pytest.approx(np.exp(1.5)) and p.prior_temperature > 1
     assert p.disco_temperatures.tr.temperature > 1      # temp_sampling > 1 = diffusion temperature < 1
     with pytest.raises(KeyError, match="no docking preset"):
         docking_preset("huge")
+
+
+def test_pocket_presets_crop_every_complex_and_say_so():
+    import dataclasses
+    from bench.docking.pipeline import load_docking_data
+    smoke = docking_preset("smoke")
+    assert smoke.pocket_radius is not None and docking_preset("small").pocket_radius is not None
+    assert docking_preset("paper").pocket_radius is None        # blind docking on the whole protein
+    cut = load_docking_data(smoke)
+    whole = load_docking_data(dataclasses.replace(smoke, pocket_radius=None))
+    if not whole.test:
+        pytest.skip("no offline complex on this machine")
+    assert [c.name for c in cut.test] == [c.name for c in whole.test] and cut.train is cut.test
+    for a, b in zip(cut.test, whole.test):
+        assert a.num_residues < b.num_residues
+        d = np.linalg.norm(a.ca_coords[:, None] - a.ligand_coords[None], axis=-1).min(1)
+        assert d.max() < smoke.pocket_radius
+    assert f"within {smoke.pocket_radius:g} A of the crystal ligand" in cut.description
+    assert "pocket" not in whole.description and "re-docking" in whole.description
 
 
 def test_confidence_data_resumes_complex_by_complex(tmp_path, monkeypatch):
@@ -96,6 +144,21 @@ def _cli(*args, env=None):
                           env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=900)
 
 
+def test_pretrain_fills_the_cache_that_table4_reads(tmp_path):
+    from bench.docking.pipeline import disco_run_dir, load_docking_data, score_run_dir
+    preset = docking_preset("smoke")
+    train = load_docking_data(preset).train
+    for part, run in (("diffdock-s", score_run_dir(preset, train, tmp_path)),
+                      ("disco", disco_run_dir(preset, train, tmp_path))):
+        r = subprocess.run([sys.executable, "-m", "bench.docking.pretrain", part, "--scale", "smoke", "--cache",
+                            str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert (run / "model.pt").exists() and f"{part} [smoke]: trained in {run}" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "bench.docking.pretrain", "disco", "--scale", "smoke", "--cache",
+                        str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "disco [smoke]: cached" in r.stdout
+
+
 def test_paper_dry_run_needs_pdbbind_and_checks_it(tmp_path):
     r = _cli("table4", "--scale", "paper", "--dry-run", env={"DISCO_BENCH_PDBBIND": ""})
     assert r.returncode == 2 and "DISCO_BENCH_PDBBIND" in r.stderr and "Traceback" not in r.stderr
@@ -118,6 +181,7 @@ def test_table4_smoke_through_the_cli(tmp_path):
     assert top1["DiffDock-S"]["paper_row"] == "table4.diffdock_s.full_test_set"
     assert all(r["n_samples"] == "3" and r["nfe"] == "10" and 0 <= float(r["value"]) <= 100 for r in top1.values())
     assert "re-docking" in top1["DiffDock-S"]["dataset"] and "no ESM" in top1["DiffDock-S"]["dataset"]
+    assert "pocket docking" in top1["DiffDock-S"]["dataset"]
     runtime = [r for r in rows if r["metric"] == "runtime_s"]
     assert len(runtime) == 2 and all(float(r["value"]) > 0 for r in runtime)
     per_complex = list(csv.DictReader(open(smoke / "table4_complexes.csv")))

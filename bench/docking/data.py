@@ -305,6 +305,24 @@ def load_pdbbind_complex(root: str | Path, pdb_id: str) -> Complex:
                    source=f"pdbbind:{folder}", chain_ids=chains)
 
 
+
+def crop_to_pocket(c: Complex, radius: float) -> Complex:
+    """The complex with only the residues whose C-alpha lies within ``radius`` A of a crystal-ligand heavy
+    atom (chain ids and ESM rows cropped alike): pocket docking, as in the smoke and small tiers. The crop is
+    made from the crystal pose, so it gives away where the ligand is; blind docking (paper scale) keeps the
+    whole protein. DockingDataError when no residue is that close."""
+    if not radius > 0:
+        raise ValueError(f"pocket radius must be > 0 A, got {radius}")
+    d = np.linalg.norm(c.ca_coords[:, None, :] - c.ligand_coords[None, :, :], axis=-1)   # [R, N]
+    keep = d.min(axis=1) < radius
+    if not keep.any():
+        raise DockingDataError(f"{c.name}: no C-alpha within {radius:g} A of the crystal ligand "
+                               f"(closest {d.min():.1f} A)")
+    return dataclasses.replace(
+        c, ca_coords=c.ca_coords[keep], residue_types=c.residue_types[keep],
+        chain_ids=None if c.chain_ids is None else c.chain_ids[keep],
+        esm=None if c.esm is None else c.esm[keep])
+
 # ---------------------------------------------------------------------------- ESM embeddings
 
 # DiffDock (datasets/esm_embedding_preparation.py, pdbbind.py) keys per-chain ESM2 embeddings as
@@ -805,7 +823,7 @@ def etkdg_conformer(mol, seed: int = 0):
 __all__ = [
     "AMINO_ACIDS", "Complex", "DockingDataError", "INSTALL_HINT", "LIGAND_FEATURES", "LIGAND_FEATURE_DIMS",
     "MissingDockingDependency", "OFFLINE_TABLE", "OfflineEntry", "OfflineSet", "SPLITS", "SPLIT_ALIASES",
-    "UNKNOWN_RESIDUE", "attach_esm", "cut_ligand", "etkdg_conformer", "import_rdkit", "ligand_features",
+    "UNKNOWN_RESIDUE", "attach_esm", "crop_to_pocket", "cut_ligand", "etkdg_conformer", "import_rdkit", "ligand_features",
     "ligand_features_onehot", "load_esm_embeddings", "load_offline_entry", "load_pdbbind_complex", "load_split",
     "offline_complexes", "parse_protein", "read_ligand", "residue_index", "rotatable_bonds",
 ]

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from bench import atomic
 from bench.docking.confidence import (ConfidenceExample, ConfidenceModel, confidence_accuracy, confidence_dataset,
                                       rank_samples, rmsd_label, train_confidence)
-from bench.docking.data import (Complex, DockingDataError, attach_esm, load_esm_embeddings, load_pdbbind_complex,
+from bench.docking.data import (Complex, DockingDataError, attach_esm, crop_to_pocket, load_esm_embeddings, load_pdbbind_complex,
                                 load_split, offline_complexes)
 from bench.docking.disco_diffdock import (DisCoDiffDockModel, PointerConformers, make_prior, sample_disco_poses,
                                           train_disco_diffdock, train_pointer_prior)
@@ -54,7 +54,10 @@ class DockingData:
 def _esm(complexes: list[Complex], path: str | None, failed: dict[str, str]) -> list[Complex]:
     if not path:
         return complexes
-    table = load_esm_embeddings(path)
+    try:
+        table = load_esm_embeddings(path)
+    except FileNotFoundError as e:   # a user's path: one clear line, not a traceback
+        raise DockingDataError(f"ESM embeddings ({ESM_ENV} or esm_path) {path}: file not found") from e
     out: list[Complex] = []
     for c in complexes:
         try:   # every complex must have the first one's width
@@ -62,6 +65,25 @@ def _esm(complexes: list[Complex], path: str | None, failed: dict[str, str]) -> 
         except DockingDataError as e:
             failed[c.name] = str(e)
     return out
+
+
+def _pocket(complexes: list[Complex], radius: float | None, failed: dict[str, str]) -> list[Complex]:
+    """complexes cropped to their pockets (preset.pocket_radius; None: unchanged); a complex with no residue
+    near its ligand joins failed."""
+    if radius is None:
+        return complexes
+    out = []
+    for c in complexes:
+        try:
+            out.append(crop_to_pocket(c, radius))
+        except DockingDataError as e:
+            failed[c.name] = str(e)
+    return out
+
+
+def _pocket_note(radius: float | None) -> str:
+    return "" if radius is None else (f"pocket docking: receptor cut to the residues within {radius:g} A of the "
+                                      "crystal ligand; ")
 
 
 def _load_ids(root: Path, ids: Sequence[str], desc: str) -> tuple[list[Complex], dict[str, str]]:
@@ -85,6 +107,14 @@ def pdbbind_root() -> Path:
     return path
 
 
+def _need_training(data: DockingData) -> DockingData:
+    if not data.train:
+        why = "; ".join(f"{n}: {r}" for n, r in list(data.train_skipped.items())[:5])
+        raise DockingDataError(f"no training complex is usable ({len(data.train_skipped)} failed"
+                               + (f"; first: {why}" if why else "") + ")")
+    return data
+
+
 def load_docking_data(preset: DockingPreset, esm_path: str | None = None) -> DockingData:
     """The preset's training and test complexes. Offline: the same complexes train and test (re-docking).
     PDBBind: the time split from $DISCO_BENCH_PDBBIND; test complexes that fail to load are kept as failures,
@@ -95,22 +125,25 @@ def load_docking_data(preset: DockingPreset, esm_path: str | None = None) -> Doc
         got = offline_complexes(preset.offline_names, warn=False)
         if not got.complexes:
             raise DockingDataError("no offline complex is available: " + "; ".join(r for _, r in got.skipped))
-        complexes = _esm(got.complexes, esm_path, failed)
+        complexes = _pocket(_esm(got.complexes, esm_path, failed), preset.pocket_radius, failed)
         train_skipped = dict(got.skipped) | failed
         names = [c.name for c in got.complexes] + [n for n, _ in got.skipped]
-        return DockingData(train=complexes, test=complexes, failed=failed | dict(got.skipped), test_names=names,
-                           unseen=set(), residue_input=_residue_input(esm_path, complexes),
-                           description="offline crystal complexes (re-docking of the training complexes; "
-                                       "stand-in for PDBBind)", train_skipped=train_skipped)
+        return _need_training(DockingData(
+            train=complexes, test=complexes, failed=failed | dict(got.skipped), test_names=names, unseen=set(),
+            residue_input=_residue_input(esm_path, complexes), train_skipped=train_skipped,
+            description="offline crystal complexes (" + _pocket_note(preset.pocket_radius)
+                        + "re-docking of the training complexes; stand-in for PDBBind)"))
     root = pdbbind_root()
     train, train_failed = _load_ids(root, load_split("train"), "loading PDBBind train")
     test_ids = load_split("test")
     test, failed = _load_ids(root, test_ids, "loading PDBBind test")
-    train = _esm(train, esm_path, train_failed)
-    test = _esm(test, esm_path, failed)
-    return DockingData(train=train, test=test, failed=failed, test_names=test_ids, unseen=set(load_split("unseen")),
-                       residue_input=_residue_input(esm_path, test), train_skipped=train_failed,
-                       description=f"PDBBind time split ({root})")
+    train = _pocket(_esm(train, esm_path, train_failed), preset.pocket_radius, train_failed)
+    test = _pocket(_esm(test, esm_path, failed), preset.pocket_radius, failed)
+    note = _pocket_note(preset.pocket_radius)
+    return _need_training(DockingData(
+        train=train, test=test, failed=failed, test_names=test_ids, unseen=set(load_split("unseen")),
+        residue_input=_residue_input(esm_path, test), train_skipped=train_failed,
+        description=f"PDBBind time split ({note}{root})"))
 
 
 def _residue_input(esm_path: str | None, complexes: list[Complex]) -> str:
@@ -175,30 +208,55 @@ def confidence_examples(score: TensorProductScoreModel, train: list[Complex], pr
     return examples
 
 
+def _data_key(preset: DockingPreset, train: list[Complex]) -> dict:
+    # the pocket radius changes the receptors but not the names: it is part of every data key
+    return {"complexes": [c.name for c in train], "pocket_radius": preset.pocket_radius}
+
+
+def score_run_dir(preset: DockingPreset, train: list[Complex], cache: Path, seed: int = 0) -> Path:
+    """Where DiffDock-S trains (and its confidence data is kept): <cache>/docking/diffdock-s-<scale>-<hash>."""
+    return run_dir_for(Path(cache) / "docking", f"diffdock-s-{preset.scale}",
+                       {"score": preset.score, **_data_key(preset, train), "seed": seed}, preset.score_train.train)
+
+
+def disco_run_dir(preset: DockingPreset, train: list[Complex], cache: Path, seed: int = 0) -> Path:
+    """Where DisCo-DiffDock-S stage 1 trains (its prior in <that>/prior)."""
+    return run_dir_for(Path(cache) / "docking", f"disco-diffdock-s-{preset.scale}",
+                       {"disco": preset.disco, **_data_key(preset, train), "seed": seed}, preset.disco_train.train)
+
+
+def train_diffdock_s(preset: DockingPreset, train: list[Complex], cache: Path, seed: int = 0,
+                     progress: bool = True) -> tuple[TensorProductScoreModel, Path, dict]:
+    """DiffDock-S trained (or loaded from the cache): the model, its run folder and fit's result."""
+    score = build_seeded(lambda: TensorProductScoreModel(preset.score), seed)
+    run = score_run_dir(preset, train, cache, seed)
+    return score, run, train_score_model(score, train, preset.score_train, run, progress=progress)
+
+
+def train_disco_stage1(preset: DockingPreset, train: list[Complex], cache: Path, seed: int = 0,
+                       progress: bool = True) -> tuple[DisCoDiffDockModel, Path, dict]:
+    """DisCo-DiffDock-S stage 1 (encoder + denoiser) trained or loaded: the model, its run folder, fit's result.
+    Independent of DiffDock-S, so the two can train in separate processes into one cache."""
+    disco = build_seeded(lambda: DisCoDiffDockModel(preset.disco), seed)
+    drun = disco_run_dir(preset, train, cache, seed)
+    return disco, drun, train_disco_diffdock(disco, train, preset.disco_train, drun, progress=progress)
+
+
 def train_models(preset: DockingPreset, train: list[Complex], cache: Path, seed: int = 0,
                  progress: bool = True) -> TrainedModels:
-    cache = Path(cache) / "docking"
-    names = [c.name for c in train]
     info: dict = {}
-    # DiffDock-S
-    score = build_seeded(lambda: TensorProductScoreModel(preset.score), seed)
-    run = run_dir_for(cache, f"diffdock-s-{preset.scale}", {"score": preset.score, "complexes": names, "seed": seed},
-                      preset.score_train.train)
-    info["diffdock_s"] = train_score_model(score, train, preset.score_train, run, progress=progress)
+    score, run, info["diffdock_s"] = train_diffdock_s(preset, train, cache, seed, progress)
     # confidence model on DiffDock-S's samples of the training complexes (poses cached beside the score model)
     examples = confidence_examples(score, train, preset, run, progress=progress)
     conf = build_seeded(lambda: ConfidenceModel(preset.confidence), seed)
     info["confidence"] = train_confidence(conf, examples, preset.confidence_train,
-                                          run_dir_for(cache, f"confidence-{preset.scale}",
+                                          run_dir_for(Path(cache) / "docking", f"confidence-{preset.scale}",
                                                       {"confidence": preset.confidence, "score_run": run.name},
                                                       preset.confidence_train), progress=progress)
     info["confidence"]["train_accuracy"] = confidence_accuracy(conf, examples)
     info["confidence"]["positive_fraction"] = float(np.mean([e.label for e in examples]))
     # DisCo-DiffDock-S: stage 1 (encoder + denoiser), stage 2 (prior on a copy of the denoiser)
-    disco = build_seeded(lambda: DisCoDiffDockModel(preset.disco), seed)
-    drun = run_dir_for(cache, f"disco-diffdock-s-{preset.scale}", {"disco": preset.disco, "complexes": names,
-                                                                   "seed": seed}, preset.disco_train.train)
-    info["disco_stage1"] = train_disco_diffdock(disco, train, preset.disco_train, drun, progress=progress)
+    disco, drun, info["disco_stage1"] = train_disco_stage1(preset, train, cache, seed, progress)
     prior = build_seeded(lambda: make_prior(disco, preset.prior_train.hidden), seed + 1)
     info["disco_prior"] = train_pointer_prior(prior, disco.encoder, train, preset.prior_train, drun / "prior",
                                               progress=progress)
@@ -216,7 +274,7 @@ class MethodResult:
     seconds: np.ndarray            # [n_complexes] sampling + confidence wall time, NaN = failed
     failures: dict[str, str]       # name -> reason
     nfe: int                       # reverse steps per sample, counted by the sampler
-    rmsd_fallbacks: int            # samples whose RMSD used the recorded fallback
+    rmsd_fallbacks: int            # complexes whose RMSDs used the recorded fallback (plain RMSD, no symmetry)
 
     def rates(self, subset: set[str] | None = None) -> dict:
         rows = [i for i, n in enumerate(self.names) if subset is None or n in subset]
@@ -278,4 +336,5 @@ def disco_sampler(models: TrainedModels, preset: DockingPreset) -> Sampler:
 
 
 __all__ = ["DockingData", "ESM_ENV", "MethodResult", "PDBBIND_ENV", "TrainedModels", "diffdock_sampler",
-           "disco_sampler", "evaluate_method", "load_docking_data", "pdbbind_root", "train_models"]
+           "disco_run_dir", "disco_sampler", "evaluate_method", "load_docking_data", "pdbbind_root",
+           "score_run_dir", "train_diffdock_s", "train_disco_stage1", "train_models"]

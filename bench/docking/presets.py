@@ -38,6 +38,7 @@ DISCO_DIFFDOCK_S_TEMPERATURES = SamplingTemperatures(
     tr=LowTemperature(1.546842681537956, 1.2685697872473618, 0.8456140350087653),
     rot=LowTemperature(4.005218254154881, 1.2760150490206228, 0.453446580767075),
     tor=LowTemperature(3.6499018519649384, 2.0625243924678136, 0.3292199987743284))
+POCKET_RADIUS = 12.0                 # A, smoke and small tiers (the offline pockets keep 62-90 residues)
 DISCO_PRIOR_TEMPERATURE = math.exp(1.5)   # README: log_softmax_latent_temperature = -1.5 (inverse temperature)
 
 
@@ -61,6 +62,10 @@ class DockingPreset:
     disco_temperatures: SamplingTemperatures = field(default_factory=SamplingTemperatures)
     prior_temperature: float = 1.0
     sample_batch: int = 40                    # poses per forward pass (README --batch_size 40)
+    # Pocket docking below paper scale: the receptor keeps only the residues whose C-alpha is within this many
+    # A of the crystal ligand (data.crop_to_pocket). It gives the pocket away, and it makes a training step
+    # ~10x cheaper on big proteins (1of6: 2,770 residues -> 70). None: blind docking on the whole protein.
+    pocket_radius: float | None = None
 
     @property
     def disco(self) -> DisCoDiffDockConfig:
@@ -88,11 +93,12 @@ def _tiny_trunk(**kw) -> ScoreModelConfig:
 
 
 def _preset_smoke() -> DockingPreset:
-    """CI-sized: three small offline complexes, tiny networks, a handful of steps, 10-step sampling."""
+    """CI-sized: three offline complexes that pip installs (no Debian data needed), cut to their pockets, tiny
+    networks, a handful of steps, 10-step sampling."""
     tc = lambda steps, batch, lr=1e-3: TrainConfig(steps=steps, batch_size=batch, lr=lr, log_every=5,  # noqa: E731
                                                     checkpoint_every=50)
     return DockingPreset(
-        scale="smoke", data="offline", offline_names=("1s3v", "1hpv", "5dpv"),
+        scale="smoke", data="offline", offline_names=("1s3v", "1s2g", "1ia1"), pocket_radius=POCKET_RADIUS,
         score=_tiny_trunk(), encoder=PointerEncoderConfig.tiny(),
         score_train=DockingTrainConfig(train=tc(16, 2)), disco_train=DockingTrainConfig(train=tc(16, 2)),
         prior_train=PriorTrainConfig(train=tc(6, 2), freeze_epochs=1, hidden=16),
@@ -101,8 +107,10 @@ def _preset_smoke() -> DockingPreset:
 
 
 def _preset_small() -> DockingPreset:
-    """Every offline complex, small networks, 120 steps (about an hour on one CPU core: a pipeline check, not a
-    trained docking model; 1of6 alone has 2,770 residues)."""
+    """Every offline complex cut to its pocket (62-90 residues), small networks, 1500 steps of each score model
+    (~1.6 s a step on one core). In a trial of this preset's DiffDock-S the median sample RMSD fell from ~14 A
+    (whole proteins, 120 steps) to 6.4 A at 300 steps and 5.6 A at 600: the translation is learnt, the
+    orientation only partly, so top-1 success < 2 A stays rare at this size."""
     tc = lambda steps, batch, lr=1e-3: TrainConfig(steps=steps, batch_size=batch, lr=lr, log_every=10,  # noqa: E731
                                                     checkpoint_every=50)
     trunk = ScoreModelConfig(ns=16, nv=4, num_conv_layers=3, sigma_embed_dim=16, distance_embed_dim=16,
@@ -113,10 +121,10 @@ def _preset_small() -> DockingPreset:
                                                   trunk=dict(sigma_embed_dim=16, distance_embed_dim=16,
                                                              cross_distance_embed_dim=16, batch_norm=False,
                                                              dropout=0.0)),
-        score_train=DockingTrainConfig(train=tc(120, 4)), disco_train=DockingTrainConfig(train=tc(120, 4)),
-        prior_train=PriorTrainConfig(train=tc(30, 4), freeze_epochs=5, hidden=32),
+        score_train=DockingTrainConfig(train=tc(1500, 4)), disco_train=DockingTrainConfig(train=tc(1500, 4)),
+        prior_train=PriorTrainConfig(train=tc(60, 4), freeze_epochs=5, hidden=32),
         confidence=ConfidenceModelConfig(trunk=trunk, batch_norm=False), confidence_train=tc(30, 4),
-        confidence_samples=4, n_samples=10, sample_batch=10)
+        confidence_samples=4, n_samples=10, sample_batch=10, pocket_radius=POCKET_RADIUS)
 
 
 def _preset_paper() -> DockingPreset:

@@ -306,6 +306,9 @@ def success_rates(rmsds, ranking=None, *, threshold: float = SUCCESS_THRESHOLD, 
       top{top_k}    - the best of the ``top_k`` most confident samples is (NaN when n_samples < top_k)
       all_samples   - any sample is (oracle; DiffDock's min_rmsds_below_2)
       per_sample    - fraction of all (complex, sample) pairs below (DiffDock's rmsds_below_2)
+    the medians over complexes (Angstrom; a failed sample or complex counts as +inf, the worst):
+      median_top1   - of the most confident sample's RMSD (DiffDock's reported median RMSD)
+      median_best   - of the best sample's RMSD
     and counts n_complexes, n_samples, n_failed_complexes, n_failed_samples, threshold.
     """
     r = np.asarray(rmsds, dtype=np.float64)
@@ -325,11 +328,14 @@ def success_rates(rmsds, ranking=None, *, threshold: float = SUCCESS_THRESHOLD, 
     hit = np.nan_to_num(r, nan=np.inf) < threshold  # NaN / inf never succeed
     ranked = np.take_along_axis(hit, order, axis=1)
     failed_sample = ~np.isfinite(r)
+    worst_last = np.nan_to_num(r, nan=np.inf)
     return {
         "top1": float(ranked[:, 0].mean()),
         f"top{top_k}": float(ranked[:, :top_k].any(axis=1).mean()) if k >= top_k else float("nan"),
         "all_samples": float(hit.any(axis=1).mean()),
         "per_sample": float(hit.mean()),
+        "median_top1": float(np.median(np.take_along_axis(worst_last, order[:, :1], axis=1))),
+        "median_best": float(np.median(worst_last.min(axis=1))),
         "n_complexes": int(n),
         "n_samples": int(k),
         "n_failed_complexes": int(failed_sample.all(axis=1).sum()),
