@@ -74,6 +74,24 @@ def test_rows_cover_the_full_test_set_and_the_unseen_proteins(tmp_path):
     assert not any(m == "top5_rmsd_lt2_pct" for _, m in rows)    # 2 samples: no top-5
 
 
+def test_complexes_without_a_conformer_are_left_out_and_named():
+    from bench.docking.data import DockingDataError
+    from bench.docking.disco_diffdock import PointerConformers
+    from bench.docking.pipeline import with_conformers
+    a, b = synthetic_complex("CCOc1ccccc1", 8, 0, "a"), synthetic_complex("CCCCO", 8, 1, "b")
+
+    class FailsOnB(PointerConformers):
+        def __call__(self, c):
+            if c.name == "b":
+                raise DockingDataError("ETKDG could not embed CCCCO (seed 0)")
+            return super().__call__(c)
+
+    skipped: dict = {}
+    conformers = FailsOnB()
+    assert with_conformers([a, b], conformers, skipped) == [a]
+    assert skipped == {"b": "ETKDG could not embed CCCCO (seed 0)"} and "a" in conformers._cache
+
+
 def test_paper_preset_is_the_table4_protocol():
     p = docking_preset("paper")
     assert p.n_samples == 40 and p.nfe == 20 and p.data == "pdbbind"

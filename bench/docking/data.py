@@ -823,8 +823,8 @@ def etkdg_conformer(mol, seed: int = 0):
 __all__ = [
     "AMINO_ACIDS", "Complex", "DockingDataError", "INSTALL_HINT", "LIGAND_FEATURES", "LIGAND_FEATURE_DIMS",
     "MissingDockingDependency", "OFFLINE_TABLE", "OfflineEntry", "OfflineSet", "SPLITS", "SPLIT_ALIASES",
-    "UNKNOWN_RESIDUE", "attach_esm", "crop_to_pocket", "cut_ligand", "etkdg_conformer", "import_rdkit", "ligand_features",
-    "ligand_features_onehot", "load_esm_embeddings", "load_offline_entry", "load_pdbbind_complex", "load_split",
+    "UNKNOWN_RESIDUE", "attach_esm", "crop_to_pocket", "cut_ligand", "etkdg_conformer", "import_rdkit",
+    "ligand_features", "ligand_features_onehot", "load_esm_embeddings", "load_offline_entry", "load_pdbbind_complex", "load_split",
     "offline_complexes", "parse_protein", "read_ligand", "residue_index", "rotatable_bonds",
 ]
 

@@ -224,11 +224,13 @@ class _PriorLogProb(nn.Module):
 
 
 def train_pointer_prior(prior: PointerPrior, encoder: PointerEncoder, complexes: Sequence[Complex],
-                        cfg: PriorTrainConfig, run_dir: Path, progress: bool = False, **fit_kwargs: Any) -> dict:
+                        cfg: PriorTrainConfig, run_dir: Path, progress: bool = False,
+                        conformers: PointerConformers | None = None, **fit_kwargs: Any) -> dict:
     """Stage 2 in place: first cfg.freeze_steps(len(complexes)) steps with the score model's embeddings and
-    convs frozen (run_dir/frozen), then the rest with everything trainable (run_dir/unfrozen)."""
+    convs frozen (run_dir/frozen), then the rest with everything trainable (run_dir/unfrozen). conformers: the
+    ligands' ETKDG conformers, when the caller has them already."""
     complexes = list(complexes)
-    conformers = PointerConformers()
+    conformers = conformers if conformers is not None else PointerConformers()
     wrapped = _PriorLogProb(prior)
     n_frozen = cfg.freeze_steps(len(complexes))
     base = {"prior_hidden": cfg.hidden, "m": prior.m, "complexes": [c.name for c in complexes],

@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 from bench import atomic
 from bench.docking.confidence import (ConfidenceExample, ConfidenceModel, confidence_accuracy, confidence_dataset,
                                       rank_samples, rmsd_label, train_confidence)
-from bench.docking.data import (Complex, DockingDataError, attach_esm, crop_to_pocket, load_esm_embeddings, load_pdbbind_complex,
-                                load_split, offline_complexes)
+from bench.docking.data import (Complex, DockingDataError, attach_esm, crop_to_pocket, load_esm_embeddings,
+                                load_pdbbind_complex, load_split, offline_complexes)
 from bench.docking.disco_diffdock import (DisCoDiffDockModel, PointerConformers, make_prior, sample_disco_poses,
                                           train_disco_diffdock, train_pointer_prior)
 from bench.docking.pose_diffusion import sample_poses, train_score_model
@@ -184,7 +184,8 @@ def _load_examples(path: Path, complexes: list[Complex]) -> list[ConfidenceExamp
 
 
 def confidence_examples(score: TensorProductScoreModel, train: list[Complex], preset: DockingPreset, run: Path,
-                        progress: bool = True) -> list[ConfidenceExample]:
+                        progress: bool = True, conformers: PointerConformers | None = None
+                        ) -> list[ConfidenceExample]:
     """The confidence model's training data: preset.confidence_samples DiffDock-S poses per training complex
     with their RMSD labels, complex k using seeds k n .. (k + 1) n - 1. Each complex's examples are saved
     atomically as they finish (run/confidence_examples/<name>.npz), so an interrupted run resumes at the next
@@ -201,7 +202,8 @@ def confidence_examples(score: TensorProductScoreModel, train: list[Complex], pr
             got = _load_examples(shard, [c])
         else:
             got = confidence_dataset(score, [c], n, seeds=range(k * n, (k + 1) * n), steps=preset.inference_steps,
-                                     actual_steps=preset.actual_steps, batch_size=preset.sample_batch)
+                                     actual_steps=preset.actual_steps, batch_size=preset.sample_batch,
+                                     conformer=None if conformers is None else conformers(c))
             _save_examples(shard, got)
         examples += got
     _save_examples(done, examples)
@@ -242,12 +244,35 @@ def train_disco_stage1(preset: DockingPreset, train: list[Complex], cache: Path,
     return disco, drun, train_disco_diffdock(disco, train, preset.disco_train, drun, progress=progress)
 
 
+def with_conformers(complexes: list[Complex], conformers: PointerConformers,
+                    skipped: dict[str, str]) -> list[Complex]:
+    """The complexes whose ligand embeds with ETKDG (seed 0, the conformer that sampling and the prior start
+    from); the others go to skipped with the reason, so one bad ligand does not stop a long run."""
+    out = []
+    for c in complexes:
+        try:
+            conformers(c)
+            out.append(c)
+        except DockingDataError as e:
+            skipped[c.name] = str(e)
+    return out
+
+
 def train_models(preset: DockingPreset, train: list[Complex], cache: Path, seed: int = 0,
                  progress: bool = True) -> TrainedModels:
     info: dict = {}
     score, run, info["diffdock_s"] = train_diffdock_s(preset, train, cache, seed, progress)
+    # The score models train on noised crystal poses; the confidence data and the prior start from ETKDG
+    # conformers, so they use the complexes that have one.
+    conformers, no_conformer = PointerConformers(), {}
+    embeddable = with_conformers(train, conformers, no_conformer)
+    for name, why in no_conformer.items():
+        print(f"  training complex {name}: no conformer, left out of the confidence data and the prior ({why})")
+    if not embeddable:
+        raise DockingDataError("no training complex has an ETKDG conformer")
+    info["no_conformer"] = no_conformer
     # confidence model on DiffDock-S's samples of the training complexes (poses cached beside the score model)
-    examples = confidence_examples(score, train, preset, run, progress=progress)
+    examples = confidence_examples(score, embeddable, preset, run, progress=progress, conformers=conformers)
     conf = build_seeded(lambda: ConfidenceModel(preset.confidence), seed)
     info["confidence"] = train_confidence(conf, examples, preset.confidence_train,
                                           run_dir_for(Path(cache) / "docking", f"confidence-{preset.scale}",
@@ -258,8 +283,8 @@ def train_models(preset: DockingPreset, train: list[Complex], cache: Path, seed:
     # DisCo-DiffDock-S: stage 1 (encoder + denoiser), stage 2 (prior on a copy of the denoiser)
     disco, drun, info["disco_stage1"] = train_disco_stage1(preset, train, cache, seed, progress)
     prior = build_seeded(lambda: make_prior(disco, preset.prior_train.hidden), seed + 1)
-    info["disco_prior"] = train_pointer_prior(prior, disco.encoder, train, preset.prior_train, drun / "prior",
-                                              progress=progress)
+    info["disco_prior"] = train_pointer_prior(prior, disco.encoder, embeddable, preset.prior_train,
+                                              drun / "prior", progress=progress, conformers=conformers)
     return TrainedModels(score, disco, prior, conf, info)
 
 
