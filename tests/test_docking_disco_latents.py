@@ -284,6 +284,26 @@ def test_freeze_convs_blocks_trunk_gradients_only(base):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in score.conv_layers.parameters())
 
 
+def test_frozen_trunk_keeps_its_batch_norm_statistics(base):
+    torch.manual_seed(6)
+    score = sm.TensorProductScoreModel(sm.ScoreModelConfig.tiny(extra_node_dim=3, batch_norm=True), dtype=F64)
+    prior = dl.PointerPrior(score, m=2, hidden=8)
+    b = sm.make_batch([base, base], dtype=F64)
+    z = torch.tensor([[1, 4], [0, 2]])
+    stats = lambda: [t.clone() for t in score.conv_layers.buffers()]   # noqa: E731
+    before = stats()
+    assert before, "the tiny score model has batch norm"
+    prior.freeze_convs(True)
+    prior.train()                                    # as the training loop does
+    assert not score.conv_layers.training and prior.lig_heads.training
+    prior.log_prob(b, z)
+    assert all(torch.equal(a, c) for a, c in zip(before, stats()))
+    prior.freeze_convs(False)
+    assert score.conv_layers.training
+    prior.log_prob(b, z)
+    assert any(not torch.equal(a, c) for a, c in zip(before, stats()))
+
+
 def test_prior_rejects_wrong_extra_dim():
     score = sm.TensorProductScoreModel(sm.ScoreModelConfig.tiny(extra_node_dim=2), dtype=F64)
     with pytest.raises(ValueError, match="extra_node_dim"):

@@ -341,18 +341,30 @@ class PointerPrior(nn.Module):
         self.lig_heads = nn.ModuleList(_head(d, hidden, 1, dropout) for _ in range(m)).to(dtype)
         self.rec_heads = nn.ModuleList(_head(d, hidden, 1, dropout) for _ in range(m)).to(dtype)
 
+    def _trunk_modules(self) -> list[nn.Module]:
+        sm = self.score_model
+        return [sm.lig_node_embedding, sm.rec_node_embedding, sm.lig_edge_embedding, sm.rec_edge_embedding,
+                sm.cross_edge_embedding, sm.conv_layers]
+
     def trunk_parameters(self):
         """The wrapped score model's node/edge embeddings and conv layers (what the prior uses of it)."""
-        sm = self.score_model
-        mods = [sm.lig_node_embedding, sm.rec_node_embedding, sm.lig_edge_embedding, sm.rec_edge_embedding,
-                sm.cross_edge_embedding, sm.conv_layers]
-        return [p for mod in mods for p in mod.parameters()]
+        return [p for mod in self._trunk_modules() for p in mod.parameters()]
 
     def freeze_convs(self, frozen: bool = True) -> None:
         """Freeze (or unfreeze) the pretrained trunk; the heads stay trainable. DisCo-Diff App. E: frozen for
-        the first PRIOR_FREEZE_EPOCHS epochs."""
+        the first PRIOR_FREEZE_EPOCHS epochs. Frozen means unchanged: no gradients, and the trunk stays in
+        eval mode through train() (batch-norm statistics fixed, no dropout)."""
+        self._frozen = frozen
         for p in self.trunk_parameters():
             p.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if getattr(self, "_frozen", False):
+            for mod in self._trunk_modules():
+                mod.eval()
+        return self
 
     def logits(self, batch: DockingBatch, z_prev: torch.Tensor, i: int, nodes: JointNodes | None = None
                ) -> torch.Tensor:
