@@ -162,6 +162,18 @@ def _cli(*args, env=None):
                           env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=900)
 
 
+def test_missing_esm_file_and_empty_pdbbind_are_one_line_errors(tmp_path):
+    out = ["--out", str(tmp_path / "res"), "--cache", str(tmp_path / "runs")]
+    r = _cli("table4", "--scale", "smoke", *out, env={"DISCO_BENCH_ESM": str(tmp_path / "missing.pt")})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"ESM embeddings (DISCO_BENCH_ESM or esm_path) {tmp_path / 'missing.pt'}: file not found" in r.stderr
+    (tmp_path / "pdbbind").mkdir()
+    r = _cli("table4", "--scale", "paper", *out, env={"DISCO_BENCH_PDBBIND": str(tmp_path / "pdbbind")})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "no training complex is usable (16379 failed; first: " in r.stderr
+    assert not (tmp_path / "res" / "paper").exists()    # nothing written
+
+
 def test_pretrain_fills_the_cache_that_table4_reads(tmp_path):
     from bench.docking.pipeline import disco_run_dir, load_docking_data, score_run_dir
     preset = docking_preset("smoke")
