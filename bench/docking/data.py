@@ -305,7 +305,6 @@ def load_pdbbind_complex(root: str | Path, pdb_id: str) -> Complex:
                    source=f"pdbbind:{folder}", chain_ids=chains)
 
 
-
 def crop_to_pocket(c: Complex, radius: float) -> Complex:
     """The complex with only the residues whose C-alpha lies within ``radius`` A of a crystal-ligand heavy
     atom (chain ids and ESM rows cropped alike): pocket docking, as in the smoke and small tiers. The crop is
@@ -322,6 +321,7 @@ def crop_to_pocket(c: Complex, radius: float) -> Complex:
         c, ca_coords=c.ca_coords[keep], residue_types=c.residue_types[keep],
         chain_ids=None if c.chain_ids is None else c.chain_ids[keep],
         esm=None if c.esm is None else c.esm[keep])
+
 
 # ---------------------------------------------------------------------------- ESM embeddings
 
@@ -824,8 +824,8 @@ __all__ = [
     "AMINO_ACIDS", "Complex", "DockingDataError", "INSTALL_HINT", "LIGAND_FEATURES", "LIGAND_FEATURE_DIMS",
     "MissingDockingDependency", "OFFLINE_TABLE", "OfflineEntry", "OfflineSet", "SPLITS", "SPLIT_ALIASES",
     "UNKNOWN_RESIDUE", "attach_esm", "crop_to_pocket", "cut_ligand", "etkdg_conformer", "import_rdkit",
-    "ligand_features", "ligand_features_onehot", "load_esm_embeddings", "load_offline_entry", "load_pdbbind_complex", "load_split",
-    "offline_complexes", "parse_protein", "read_ligand", "residue_index", "rotatable_bonds",
+    "ligand_features", "ligand_features_onehot", "load_esm_embeddings", "load_offline_entry", "load_pdbbind_complex",
+    "load_split", "offline_complexes", "parse_protein", "read_ligand", "residue_index", "rotatable_bonds",
 ]
 
 

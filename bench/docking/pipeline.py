@@ -67,18 +67,24 @@ def _esm(complexes: list[Complex], path: str | None, failed: dict[str, str]) -> 
     return out
 
 
+def _survivors(complexes: list[Complex], step: Callable[[Complex], Complex],
+               failed: dict[str, str]) -> list[Complex]:
+    """step(c) for each complex; one that raises DockingDataError goes to failed (name -> reason) instead."""
+    out = []
+    for c in complexes:
+        try:
+            out.append(step(c))
+        except DockingDataError as e:
+            failed[c.name] = str(e)
+    return out
+
+
 def _pocket(complexes: list[Complex], radius: float | None, failed: dict[str, str]) -> list[Complex]:
     """complexes cropped to their pockets (preset.pocket_radius; None: unchanged); a complex with no residue
     near its ligand joins failed."""
     if radius is None:
         return complexes
-    out = []
-    for c in complexes:
-        try:
-            out.append(crop_to_pocket(c, radius))
-        except DockingDataError as e:
-            failed[c.name] = str(e)
-    return out
+    return _survivors(complexes, lambda c: crop_to_pocket(c, radius), failed)
 
 
 def _pocket_note(radius: float | None) -> str:
@@ -248,14 +254,11 @@ def with_conformers(complexes: list[Complex], conformers: PointerConformers,
                     skipped: dict[str, str]) -> list[Complex]:
     """The complexes whose ligand embeds with ETKDG (seed 0, the conformer that sampling and the prior start
     from); the others go to skipped with the reason, so one bad ligand does not stop a long run."""
-    out = []
-    for c in complexes:
-        try:
-            conformers(c)
-            out.append(c)
-        except DockingDataError as e:
-            skipped[c.name] = str(e)
-    return out
+    def embedded(c: Complex) -> Complex:
+        conformers(c)
+        return c
+
+    return _survivors(complexes, embedded, skipped)
 
 
 def train_models(preset: DockingPreset, train: list[Complex], cache: Path, seed: int = 0,
