@@ -92,6 +92,31 @@ def test_complexes_without_a_conformer_are_left_out_and_named():
     assert skipped == {"b": "ETKDG could not embed CCCCO (seed 0)"} and "a" in conformers._cache
 
 
+def test_the_conformer_check_is_recorded_and_not_redone(tmp_path):
+    from bench.docking.data import DockingDataError
+    from bench.docking.disco_diffdock import PointerConformers
+    from bench.docking.pipeline import with_conformers
+    a, b = synthetic_complex("CCOc1ccccc1", 8, 0, "a"), synthetic_complex("CCCCO", 8, 1, "b")
+
+    class Fails(PointerConformers):
+        def __init__(self, names):
+            super().__init__()
+            self.names, self.calls = names, 0
+
+        def __call__(self, c):
+            self.calls += 1
+            if c.name in self.names:
+                raise DockingDataError(f"ETKDG could not embed {c.name}")
+            return super().__call__(c)
+
+    record = tmp_path / "no_conformer.json"
+    first: dict = {}
+    assert with_conformers([a, b], Fails({"b"}), first, record) == [a] and record.exists()
+    again, conformers = {}, Fails({"a", "b"})   # would fail on both if it embedded again
+    assert with_conformers([a, b], conformers, again, record) == [a]
+    assert again == first == {"b": "ETKDG could not embed b"} and conformers.calls == 0
+
+
 def test_paper_preset_is_the_table4_protocol():
     p = docking_preset("paper")
     assert p.n_samples == 40 and p.nfe == 20 and p.data == "pdbbind"

@@ -340,6 +340,7 @@ class PointerPrior(nn.Module):
         dtype = next(score_model.parameters()).dtype
         self.lig_heads = nn.ModuleList(_head(d, hidden, 1, dropout) for _ in range(m)).to(dtype)
         self.rec_heads = nn.ModuleList(_head(d, hidden, 1, dropout) for _ in range(m)).to(dtype)
+        self._frozen = False      # freeze_convs: the trunk keeps eval mode through train()
 
     def _trunk_modules(self) -> list[nn.Module]:
         sm = self.score_model
@@ -361,7 +362,7 @@ class PointerPrior(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if getattr(self, "_frozen", False):
+        if self._frozen:
             for mod in self._trunk_modules():
                 mod.eval()
         return self

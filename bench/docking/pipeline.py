@@ -10,6 +10,7 @@ Failures are never dropped: a complex that does not load, or whose sampling rais
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -51,22 +52,6 @@ class DockingData:
     train_skipped: dict[str, str] = field(default_factory=dict)
 
 
-def _esm(complexes: list[Complex], path: str | None, failed: dict[str, str]) -> list[Complex]:
-    if not path:
-        return complexes
-    try:
-        table = load_esm_embeddings(path)
-    except FileNotFoundError as e:   # a user's path: one clear line, not a traceback
-        raise DockingDataError(f"ESM embeddings ({ESM_ENV} or esm_path) {path}: file not found") from e
-    out: list[Complex] = []
-    for c in complexes:
-        try:   # every complex must have the first one's width
-            out.append(attach_esm([c], table, dim=out[0].esm.shape[1] if out else None)[0])
-        except DockingDataError as e:
-            failed[c.name] = str(e)
-    return out
-
-
 def _survivors(complexes: list[Complex], step: Callable[[Complex], Complex],
                failed: dict[str, str]) -> list[Complex]:
     """step(c) for each complex; one that raises DockingDataError goes to failed (name -> reason) instead."""
@@ -77,6 +62,23 @@ def _survivors(complexes: list[Complex], step: Callable[[Complex], Complex],
         except DockingDataError as e:
             failed[c.name] = str(e)
     return out
+
+
+def _esm(complexes: list[Complex], path: str | None, failed: dict[str, str]) -> list[Complex]:
+    if not path:
+        return complexes
+    try:
+        table = load_esm_embeddings(path)
+    except FileNotFoundError as e:   # a user's path: one clear line, not a traceback
+        raise DockingDataError(f"ESM embeddings ({ESM_ENV} or esm_path) {path}: file not found") from e
+    width: list[int] = []          # every complex must have the first attached one's width
+
+    def attach(c: Complex) -> Complex:
+        got = attach_esm([c], table, dim=width[0] if width else None)[0]
+        width[:] = [got.esm.shape[1]]
+        return got
+
+    return _survivors(complexes, attach, failed)
 
 
 def _pocket(complexes: list[Complex], radius: float | None, failed: dict[str, str]) -> list[Complex]:
@@ -250,15 +252,27 @@ def train_disco_stage1(preset: DockingPreset, train: list[Complex], cache: Path,
     return disco, drun, train_disco_diffdock(disco, train, preset.disco_train, drun, progress=progress)
 
 
-def with_conformers(complexes: list[Complex], conformers: PointerConformers,
-                    skipped: dict[str, str]) -> list[Complex]:
+def with_conformers(complexes: list[Complex], conformers: PointerConformers, skipped: dict[str, str],
+                    record: Path | None = None) -> list[Complex]:
     """The complexes whose ligand embeds with ETKDG (seed 0, the conformer that sampling and the prior start
-    from); the others go to skipped with the reason, so one bad ligand does not stop a long run."""
+    from); the others go to skipped with the reason, so one bad ligand does not stop a long run. record: a
+    JSON file of the complexes that failed, written atomically after the first check and read instead of
+    embedding every ligand again (a cached rerun at paper scale would redo ~16k embeddings)."""
+    if record is not None and record.exists():
+        failed = json.loads(record.read_text())
+        skipped.update(failed)
+        return [c for c in complexes if c.name not in failed]
+
     def embedded(c: Complex) -> Complex:
         conformers(c)
         return c
 
-    return _survivors(complexes, embedded, skipped)
+    failed = {}
+    out = _survivors(complexes, embedded, failed)
+    if record is not None:
+        atomic.write_text(record, json.dumps(failed, indent=1, sort_keys=True))
+    skipped.update(failed)
+    return out
 
 
 def train_models(preset: DockingPreset, train: list[Complex], cache: Path, seed: int = 0,
@@ -268,7 +282,7 @@ def train_models(preset: DockingPreset, train: list[Complex], cache: Path, seed:
     # The score models train on noised crystal poses; the confidence data and the prior start from ETKDG
     # conformers, so they use the complexes that have one.
     conformers, no_conformer = PointerConformers(), {}
-    embeddable = with_conformers(train, conformers, no_conformer)
+    embeddable = with_conformers(train, conformers, no_conformer, record=run / "no_conformer.json")
     for name, why in no_conformer.items():
         print(f"  training complex {name}: no conformer, left out of the confidence data and the prior ({why})")
     if not embeddable:

@@ -6,7 +6,7 @@ DisCo-DiffDock-S stage 1 (which do not depend on each other) can train at once i
     wait; python -m bench table4 --scale small      # finds both trained, goes on from there
 
 The models are the ones `table4` would train itself (same configs, seeds, data and cache keys); a finished
-run is loaded, an interrupted one resumes.
+run is loaded, an interrupted one resumes. Each process uses one intra-op thread, so two share two cores.
 """
 from __future__ import annotations
 

@@ -325,10 +325,10 @@ def success_rates(rmsds, ranking=None, *, threshold: float = SUCCESS_THRESHOLD, 
             raise ValueError(f"ranking has shape {conf.shape}, rmsds {r.shape}")
         conf = np.where(np.isnan(conf), -np.inf, conf)
         order = np.argsort(-conf, axis=1, kind="stable")  # most confident first
-    hit = np.nan_to_num(r, nan=np.inf) < threshold  # NaN / inf never succeed
+    worst_last = np.nan_to_num(r, nan=np.inf)      # a failed sample is the worst
+    hit = worst_last < threshold  # NaN / inf never succeed
     ranked = np.take_along_axis(hit, order, axis=1)
     failed_sample = ~np.isfinite(r)
-    worst_last = np.nan_to_num(r, nan=np.inf)
     return {
         "top1": float(ranked[:, 0].mean()),
         f"top{top_k}": float(ranked[:, :top_k].any(axis=1).mean()) if k >= top_k else float("nan"),

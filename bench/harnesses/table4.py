@@ -90,13 +90,14 @@ def _rows(res: MethodResult, data: DockingData, preset: DockingPreset, ctx: RunC
         r = res.rates(subset)
         n = r["n_complexes"]
         paper_row = PAPER_ROW.get((res.method, setting), "")
-        for metric, key, scale in (("top1_rmsd_lt2_pct", "top1", 100), ("top5_rmsd_lt2_pct", "top5", 100),
-                                   ("any_sample_rmsd_lt2_pct", "all_samples", 100),
-                                   # medians show progress where no method reaches 2 A yet (small scale)
-                                   ("median_top1_rmsd_A", "median_top1", 1), ("median_best_rmsd_A", "median_best", 1)):
+        for metric, key, factor in (("top1_rmsd_lt2_pct", "top1", 100), ("top5_rmsd_lt2_pct", "top5", 100),
+                                    ("any_sample_rmsd_lt2_pct", "all_samples", 100),
+                                    # medians show progress where no method reaches 2 A yet (small scale)
+                                    ("median_top1_rmsd_A", "median_top1", 1),
+                                    ("median_best_rmsd_A", "median_best", 1)):
             if np.isfinite(r[key]):
                 rows.append(Row("table4", paper_row if key == "top1" else "", res.method, VARIANT, setting, metric,
-                                scale * r[key], nfe=str(res.nfe), n_samples=n, **common))
+                                factor * r[key], nfe=str(res.nfe), n_samples=n, **common))
         failed = sum(1 for name in res.names if name in res.failures and (subset is None or name in subset))
         rows.append(Row("table4", "", res.method, VARIANT, setting, "failed_complexes", float(failed),
                         n_samples=n, **common))
