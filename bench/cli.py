@@ -59,9 +59,9 @@ def _list() -> int:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that describe bad input or a missing dataset/extra (reported in one line, exit status 2)."""
-    from bench.checkpoints import CheckpointError
     from bench.data.images import DatasetError
     from bench.docking.data import DockingDataError, MissingDockingDependency
+    from bench.images.checkpoints import CheckpointError
     from bench.train import CheckpointMismatch
 
     return (CheckpointError, CheckpointMismatch, DatasetError, DockingDataError, MissingDockingDependency)
@@ -99,11 +99,11 @@ def _run(labels: Sequence[str], ctx: RunContext) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "import-edm":
-        from bench.edm_import import main as import_edm
+        from bench.images.edm_import import main as import_edm
 
         return import_edm(argv[1:])
     if argv and argv[0] == "sample":
-        from bench.sample_cli import main as sample
+        from bench.images.sample import main as sample
 
         return sample(argv[1:])
     args = build_parser().parse_args(argv)

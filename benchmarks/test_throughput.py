@@ -4,13 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.threads import single_thread
-
 from bench.diffusion.discretisation import edm_sigma_steps
 from bench.diffusion.loss import EDMLossConfig, edm_loss
 from bench.diffusion.samplers import heun_sampler
 from bench.metrics.w2 import wasserstein2
-from bench.nets.toy2d import DM2D, DM2DConfig, DisCo2D, DisCo2DConfig
+from bench.nets.toy2d import DM2D, DisCo2D, DisCo2DConfig, DM2DConfig
+from bench.threads import single_thread
 
 
 @pytest.fixture(autouse=True)
@@ -58,9 +57,9 @@ def test_exact_w2(benchmark, n):
 
 
 # ------------------------------------------------------------------------------------ images
-from bench.disco.image_model import ImageDiffusionModel, draw_batch  # noqa: E402
-from bench.image_pipeline import SamplerSpec, generate  # noqa: E402
-from bench.image_presets import image_preset  # noqa: E402
+from bench.images.model import ImageDiffusionModel, draw_batch  # noqa: E402
+from bench.images.pipeline import SamplerSpec, generate  # noqa: E402
+from bench.images.presets import image_preset  # noqa: E402
 
 
 @pytest.mark.parametrize("scale", ["smoke", "small"])

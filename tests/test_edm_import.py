@@ -1,4 +1,4 @@
-"""EDM pickle / state-dict import (bench.edm_import) without executing pickled code.
+"""EDM pickle / state-dict import (baselines/edm/checkpoint.py and bench.images.edm_import) without executing pickled code.
 
 The fake EDM pickles are written in a subprocess that can import small stand-in modules
 `torch_utils/persistence.py` and `dnnlib/util.py` (written here, not EDM's code) mimicking
@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.checkpoints import DenoiserCheckpoint
 from bench.diffusion.preconditioning import EDMPrecond
-from bench.edm_import import SUPPORTED, EDMImportError, convert, convert_edm_pickle, load_edm_pickle, main
+from bench.images.checkpoints import DenoiserCheckpoint
+from bench.images.edm_import import SUPPORTED, EDMImportError, convert, convert_edm_pickle, load_edm_pickle, main
 from bench.nets.adm_unet import ADMUNet, ADMUNetConfig
 from bench.provenance import config_dict
 
@@ -225,7 +225,7 @@ def test_cli_subprocess_without_edm_code(fake_edm, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", **{MARKER_ENV: str(tmp_path / "executed")})
     env.pop("PYTHONPATH", None)
     r = subprocess.run([sys.executable, "-c",
-                        "import sys; from bench.edm_import import main; sys.exit(main(sys.argv[1:]))",
+                        "import sys; from bench.images.edm_import import main; sys.exit(main(sys.argv[1:]))",
                         str(fake_edm / "network-snapshot-000100.pkl"), "--out", str(out)],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

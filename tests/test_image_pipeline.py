@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from bench.checkpoints import DenoiserCheckpoint
 from bench.data.images import DatasetError
 from bench.diffusion.preconditioning import EDMPrecond
-from bench.disco.image_model import ImageDiffusionModel
 from bench.disco.latent_context import LatentContext, LatentContextConfig
-from bench.image_pipeline import load_preset_dataset, to_checkpoint, train_prior, train_stage1
-from bench.image_presets import image_preset
+from bench.images.checkpoints import DenoiserCheckpoint
+from bench.images.model import ImageDiffusionModel
+from bench.images.pipeline import load_preset_dataset, to_checkpoint, train_prior, train_stage1
+from bench.images.presets import image_preset
 from bench.nets.adm_unet import ADMUNet, ADMUNetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,8 +199,8 @@ def test_group_hierarchical_latents_reach_only_their_resolution():
 DDP_SCRIPT = """
 import dataclasses, sys, torch
 from bench.distributed import init_from_env
-from bench.image_pipeline import load_preset_dataset, train_stage1
-from bench.image_presets import image_preset
+from bench.images.pipeline import load_preset_dataset, train_stage1
+from bench.images.presets import image_preset
 shard, device = init_from_env("cpu")
 torch.set_num_threads(1)
 p = image_preset("DisCo-Diff", "smoke")
@@ -253,7 +253,7 @@ def test_figure10_paper_dry_run_prints_parameter_counts():
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "denoiser 295,899,267" in r.stdout and "encoder 85,346,636" in r.stdout and "295.90 M" in r.stdout
-    from bench.image_presets import EDM_ADM_IMAGENET64_PUBLISHED
+    from baselines.edm.preset import ADM_IMAGENET64_PUBLISHED_PARAMS as EDM_ADM_IMAGENET64_PUBLISHED
 
     # our EDM ADM agrees with EDM's published count to the precision it is given (0.01 M)
     assert abs(295_899_267 - EDM_ADM_IMAGENET64_PUBLISHED) <= 0.005e6
@@ -276,7 +276,7 @@ def test_unconditional_disco_trains_and_samples(tmp_path, digits):
                             prior=dataclasses.replace(p.prior, num_classes=0))
     s1 = train_stage1(p, dataclasses.replace(digits, labels=None, num_classes=0), tmp_path, progress=False)
     s2 = train_prior(p, s1, dataclasses.replace(digits, labels=None, num_classes=0), progress=False)
-    from bench.image_pipeline import SamplerSpec, generate
+    from bench.images.pipeline import SamplerSpec, generate
 
     g = generate(s1.ema.denoiser, [0, 1, 2], SamplerSpec("euler", 3), img_shape=(1, 8, 8), prior=s2.prior,
                  latent_shape=(p.prior.m, p.prior.k))
@@ -306,7 +306,7 @@ def test_harness_under_torchrun_two_processes_rank0_writes(tmp_path):
 def test_fine_tuning_from_edm_starts_at_edms_function(tmp_path, digits, monkeypatch):
     """App. D: DisCo-Diff starts from EDM's pre-trained network; its zero-initialised
     cross-attention makes it compute EDM's function before any step, whatever the latent."""
-    from bench.image_pipeline import EDM64_CHECKPOINT_ENV
+    from bench.images.pipeline import EDM64_CHECKPOINT_ENV
 
     p = _short("DisCo-Diff", steps=0)
     p = dataclasses.replace(p, init_from_edm=True)

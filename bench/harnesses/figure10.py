@@ -15,22 +15,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from baselines.edm.preset import ADM_IMAGENET64_PUBLISHED_PARAMS
 from bench import atomic, plots
 from bench.diffusion.seeds import format_seeds
-from bench.image_pipeline import (ImageTensors, SamplerSpec, generate, load_preset_dataset, loss_versus_sigma,
-                                  train_prior, train_stage1)
-from bench.disco.image_model import ImageDiffusionModel
 from bench.disco.prior import AutoregressivePrior
+from bench.images.model import ImageDiffusionModel
+from bench.images.pipeline import (ImageTensors, SamplerSpec, generate, load_preset_dataset, loss_versus_sigma,
+                                   train_prior, train_stage1)
+from bench.images.presets import file_name, image_preset
 from bench.nets import meta_parameter_count
 from bench.nets.vit_encoder import ViTEncoder
-from bench.image_presets import EDM_ADM_IMAGENET64_PUBLISHED, file_name, image_preset
 from bench.provenance import device_name, git_sha
 from bench.registry import RunContext, describe_variant, harness
 from bench.rows import Row
 
 PANEL = "ImageNet-64"
 VARIANT = "scale preset"
-describe_variant(VARIANT, "the scale's preset (bench/image_presets.py): below paper scale, smaller nets "
+describe_variant(VARIANT, "the scale's preset (bench/images/presets.py, baselines/edm/preset.py): below paper scale, smaller nets "
                  "trained from scratch on a stand-in dataset for the same steps (EDM and DisCo-Diff alike), "
                  "not EDM's ImageNet-64 network fine-tuned")
 SIGMAS = np.geomspace(0.01, 80.0, 16)   # Fig. 7 plots t in [0, 50] with a 0.01..1 inset
@@ -52,7 +53,7 @@ def figure10(ctx: RunContext) -> list[Row]:
             print(f"{p.label} [{p.scale}]: data {p.dataset}; parameters: {counts}; "
                   f"{p.train.steps:,} steps x batch {p.train.batch_size}")
         if ctx.scale == "paper":
-            print(f"EDM's ImageNet-64 ADM: {EDM_ADM_IMAGENET64_PUBLISHED / 1e6:.2f} M parameters published "
+            print(f"EDM's ImageNet-64 ADM: {ADM_IMAGENET64_PUBLISHED_PARAMS / 1e6:.2f} M parameters published "
                   "(EDM paper, Table 7); ours is the 'EDM' denoiser above")
         return []
     device = torch.device(ctx.device)

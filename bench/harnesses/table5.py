@@ -9,7 +9,7 @@ import time
 
 from bench.disco.latent_context import LatentContext
 from bench.disco.prior import AutoregressivePrior
-from bench.image_presets import image_preset
+from bench.images.presets import image_preset
 from bench.nets import meta_parameter_count
 from bench.nets.adm_unet import ADMUNet, ADMUNetConfig
 from bench.nets.vit_encoder import ViTEncoder, ViTEncoderConfig

@@ -1,7 +1,7 @@
-"""Convert NVlabs/edm network pickles and plain state dicts into DisCo-Bench sampling checkpoints,
-without executing any code from the pickle.
-
-`python -m bench import-edm SRC --out CKPT [--config JSON | --preset imagenet64] [--sigma-data S]`
+"""EDM's published networks: read NVlabs/edm network pickles (and plain state dicts) into an
+`EDMNetwork` (ADM config, sigma_data, EDMPrecond state dict), without executing any code from the
+pickle. `python -m bench import-edm` (bench/images/edm_import.py) turns one into a sampling
+checkpoint.
 
 What an EDM pickle holds (NVlabs/edm, commit 0a2ff34):
   * training/training_loop.py writes `pickle.dump(dict(ema=..., loss_fn=..., augment_pipe=...,
@@ -32,21 +32,18 @@ What an EDM pickle holds (NVlabs/edm, commit 0a2ff34):
 from __future__ import annotations
 
 import _compat_pickle
-import argparse
 import collections
 import dataclasses
 import hashlib
 import io
 import json
 import pickle
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import torch
 
-from bench.checkpoints import CheckpointError, DenoiserCheckpoint
 from bench.diffusion.preconditioning import EDMPrecond
 from bench.nets.adm_unet import ADMUNet, ADMUNetConfig, EDMStateDictError, load_edm_state_dict
 
@@ -66,6 +63,15 @@ EDMPRECOND_ARGS = ("img_resolution", "img_channels", "label_dim", "use_fp16", "s
 
 class EDMImportError(ValueError):
     """SRC is not a convertible EDM network (wrong format, refused content, unsupported class)."""
+
+
+@dataclasses.dataclass
+class EDMNetwork:
+    """An EDM denoiser as data: EDMPrecond(DhariwalUNet) weights in our layout ("net.*")."""
+    unet: ADMUNetConfig
+    sigma_data: float
+    denoiser: dict[str, torch.Tensor]   # state dict of EDMPrecond(ADMUNet(unet))
+    source: str                         # the file it came from, with its sha256
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,13 +266,13 @@ def unet_config_from_records(precond: PersistentRecord, unet: PersistentRecord) 
 
 
 def _checkpoint(cfg: ADMUNetConfig, sigma_data: float, state: Mapping[str, torch.Tensor], prefix: str,
-                source: str, path: Path) -> DenoiserCheckpoint:
+                source: str, path: Path) -> EDMNetwork:
     model = EDMPrecond(ADMUNet(cfg), sigma_data)
     try:
         load_edm_state_dict(model.net, state, prefix=prefix)
     except EDMStateDictError as e:
         raise EDMImportError(f"{path}: {e}") from e
-    return DenoiserCheckpoint(unet=cfg, sigma_data=float(sigma_data), denoiser=model.state_dict(), source=source)
+    return EDMNetwork(unet=cfg, sigma_data=float(sigma_data), denoiser=model.state_dict(), source=source)
 
 
 def _sha256(path: Path) -> str:
@@ -277,8 +283,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def convert_edm_pickle(path: Path, data: Any = None) -> DenoiserCheckpoint:
-    """EDM network pickle (dict with 'ema', or the network itself) -> DenoiserCheckpoint."""
+def convert_edm_pickle(path: Path, data: Any = None) -> EDMNetwork:
+    """EDM network pickle (dict with 'ema', or the network itself) -> EDMNetwork."""
     path = Path(path)
     if data is None:
         data = load_edm_pickle(path)
@@ -322,7 +328,7 @@ def load_unet_config(path: Path) -> ADMUNetConfig:
         raise EDMImportError(f"{path}: invalid ADMUNetConfig ({e})") from e
 
 
-def convert_state_dict(path: Path, unet: ADMUNetConfig, sigma_data: float = 0.5) -> DenoiserCheckpoint:
+def convert_state_dict(path: Path, unet: ADMUNetConfig, sigma_data: float = 0.5) -> EDMNetwork:
     """torch.save'd state dict (EDMPrecond keys `model.*`, ours `net.*`, or bare DhariwalUNet keys)."""
     path = Path(path)
     if unet.xattn_dim:
@@ -340,7 +346,7 @@ def convert_state_dict(path: Path, unet: ADMUNetConfig, sigma_data: float = 0.5)
 
 
 def convert(src: Path, unet: Optional[ADMUNetConfig] = None,
-            sigma_data: Optional[float] = None) -> DenoiserCheckpoint:
+            sigma_data: Optional[float] = None) -> EDMNetwork:
     """Dispatch on the file: zip (torch.save) or legacy torch.save -> state dict; else EDM pickle.
 
     For a pickle, `unet` / `sigma_data` are optional cross-checks; for a state dict `unet` is required.
@@ -365,43 +371,3 @@ def convert(src: Path, unet: Optional[ADMUNetConfig] = None,
     if sigma_data is not None and sigma_data != ckpt.sigma_data:
         raise EDMImportError(f"{src}: --sigma-data {sigma_data} disagrees with the pickle's {ckpt.sigma_data}")
     return ckpt
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench import-edm",
-        description="Convert an NVlabs/edm network pickle (or a plain state dict) into a DisCo-Bench "
-                    "sampling checkpoint, without executing code from the pickle.")
-    parser.add_argument("src", type=Path, help="EDM .pkl (e.g. edm-imagenet-64x64-cond-adm.pkl, "
-                                               "network-snapshot-*.pkl) or a torch.save'd state dict")
-    parser.add_argument("--out", type=Path, required=True, help="checkpoint to write (.pt)")
-    arch = parser.add_mutually_exclusive_group()
-    arch.add_argument("--config", type=Path, help="JSON of ADMUNetConfig fields (state dicts)")
-    arch.add_argument("--preset", choices=sorted(PRESETS), help="named ADMUNetConfig (state dicts)")
-    parser.add_argument("--sigma-data", type=float, default=None,
-                        help="EDM sigma_data for state dicts (default 0.5); must match for pickles")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:   # --help (0) or a usage error (2): return instead of exiting
-        return e.code if isinstance(e.code, int) else 2
-    try:
-        if args.out.resolve() == args.src.resolve():
-            raise EDMImportError("--out must differ from SRC")
-        unet = (load_unet_config(args.config) if args.config else
-                PRESETS[args.preset]() if args.preset else None)
-        ckpt = convert(args.src, unet, args.sigma_data)
-        # Rebuild exactly as `bench sample` will (strict load) before anything is written.
-        n_params = sum(p.numel() for p in ckpt.build_denoiser().parameters())
-        ckpt.save(args.out)   # atomic: never a half-written file
-    except (EDMImportError, CheckpointError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    c = ckpt.unet
-    print(f"imported {ckpt.source}: {n_params / 1e6:.2f}M parameters, "
-          f"{c.img_resolution}x{c.img_resolution}x{c.in_channels}, label_dim={c.label_dim}, "
-          f"sigma_data={ckpt.sigma_data:g} -> {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

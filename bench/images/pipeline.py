@@ -16,18 +16,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.checkpoints import DenoiserCheckpoint
 from bench.data.images import DatasetError, ImageDataset, load_digits_standin, load_edm_dataset, load_fashion_mnist
 from bench.diffusion.discretisation import edm_sigma_steps
 from bench.diffusion.loss import EDMLossConfig
 from bench.diffusion.samplers import RestartConfig, Stochasticity, edm_sampler, restart_sampler
 from bench.diffusion.seeds import PerSampleRandom
 from bench.disco.gumbel import gumbel_noise
-from bench.disco.image_model import BatchDraw, ImageDiffusionModel, draw_batch
 from bench.disco.latents import guided, one_hot
 from bench.disco.prior import AutoregressivePrior
 from bench.distributed import Shard
-from bench.image_presets import ImagePreset, file_name
+from bench.images.checkpoints import DenoiserCheckpoint
+from bench.images.model import BatchDraw, ImageDiffusionModel, draw_batch
+from bench.images.presets import ImagePreset, file_name
 from bench.nets.adm_unet import load_edm_state_dict
 from bench.train import build_seeded, fit, run_dir_for
 

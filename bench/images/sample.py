@@ -15,13 +15,14 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from bench.checkpoints import CheckpointError, DenoiserCheckpoint
-from bench.diffusion.samplers import RESTART_IMAGENET64, Stochasticity
+from baselines.edm.preset import RESTART_IMAGENET64
+from bench.diffusion.samplers import Stochasticity
 from bench.diffusion.seeds import format_seeds, parse_seeds
+from bench.images.checkpoints import CheckpointError, DenoiserCheckpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench sample", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench sample", description=__doc__.split("\n\n")[0].replace("\n", " "))
     p.add_argument("--checkpoint", type=Path, required=True, help="a .pt from `import-edm` or a harness")
     p.add_argument("--seeds", default="0-63", help="e.g. 0-63 or 0,5,9 (one image per seed)")
     p.add_argument("--out", type=Path, required=True, help="output .npz")
@@ -57,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from bench import atomic, plots
-    from bench.image_pipeline import SamplerSpec, generate
+    from bench.images.pipeline import SamplerSpec, generate
 
     seeds = parse_seeds(args.seeds)
     if args.steps < 1 or args.batch < 1:
