@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from bench.progress import stage
 from bench.provenance import REPO_ROOT, git_sha
 from bench.registry import SCALES, RunContext, load_all, with_siblings
 
@@ -78,6 +79,7 @@ def _run(labels: Sequence[str], ctx: RunContext) -> int:
             print(f"{label}: not built yet ({h.issue}); skipped", file=sys.stderr)
             continue
         t0 = time.perf_counter()
+        stage(f"{label} [{ctx.scale}{', dry run' if ctx.dry_run else ''}]: start", ctx.shard.is_main)
         try:
             rows = h.run(ctx)
         except _user_errors() as e:   # missing data, bad checkpoint, missing extra: a message, not a traceback

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from bench import atomic
+from bench.progress import stage
 from bench.distributed import Shard
 from bench.provenance import config_dict, config_hash
 
@@ -105,6 +106,7 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
             raise CheckpointMismatch(f"{run_dir}: config.json differs from the requested config; "
                                      "delete the folder or choose another cache")
     if final.exists():
+        stage(f"{desc}: trained model found in the cache ({run_dir})", shard.is_main)
         state = _load(final)
         shard.barrier()
         _restore(model, state["model"], final)
@@ -131,6 +133,8 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
         torch.set_rng_state(state["torch_rng"])   # the global RNG drives dropout
         step, seconds, history = state["step"], state["seconds"], state["history"]
     resumed_from, seconds_at_start = step, seconds
+    stage(f"training {desc}: " + (f"resuming at step {step:,} of {cfg.steps:,}" if step else f"{cfg.steps:,} steps")
+          + f" x batch {cfg.batch_size} ({run_dir})", shard.is_main)
 
     def save(path: Path, final_loss: Optional[float] = None) -> None:
         if shard.is_main:

@@ -25,6 +25,7 @@ from bench.images.pipeline import (ImageTensors, SamplerSpec, generate, load_pre
 from bench.images.presets import file_name, image_preset
 from bench.nets import meta_parameter_count
 from bench.nets.vit_encoder import ViTEncoder
+from bench.progress import stage
 from bench.provenance import device_name, git_sha
 from bench.registry import RunContext, describe_variant, harness
 from bench.rows import Row
@@ -50,8 +51,9 @@ def figure10(ctx: RunContext) -> list[Row]:
                 parts["encoder"] = lambda: ViTEncoder(p.model.encoder)
                 parts["prior"] = lambda: AutoregressivePrior(p.prior)
             counts = ", ".join(f"{k} {meta_parameter_count(make):,}" for k, make in parts.items())
-            print(f"{p.label} [{p.scale}]: data {p.dataset}; parameters: {counts}; "
-                  f"{p.train.steps:,} steps x batch {p.train.batch_size}")
+            plan = (f"{p.train.steps:,} steps x batch {p.train.batch_size}" if p.train.steps else
+                    "no training: EDM's published network is used as is (set DISCO_BENCH_EDM64)")
+            print(f"{p.label} [{p.scale}]: data {p.dataset}; parameters: {counts}; {plan}")
         if ctx.scale == "paper":
             print(f"EDM's ImageNet-64 ADM: {ADM_IMAGENET64_PUBLISHED_PARAMS / 1e6:.2f} M parameters published "
                   "(EDM paper, Table 7); ours is the 'EDM' denoiser above")
@@ -84,6 +86,7 @@ def figure10(ctx: RunContext) -> list[Row]:
                             float(used), n_samples=len(s2.codes), seeds=str(ctx.seed), **common))
         if not ctx.shard.is_main:   # other ranks only help train
             continue
+        stage(f"figure10: evaluating {p.label}'s loss at {len(SIGMAS)} noise levels on {n_eval} held-out images")
         tensors = ImageTensors.of(test_data.subset(slice(0, n_eval)), p.model.unet.label_dim, device)
         t1 = time.perf_counter()
         curve = loss_versus_sigma(s1.ema, tensors, SIGMAS, p.loss, seed=ctx.seed)
@@ -96,6 +99,7 @@ def figure10(ctx: RunContext) -> list[Row]:
                             n_samples=n_eval, seeds=str(ctx.seed), **common))
         seeds = list(range(N_SAMPLES[ctx.scale]))
         u = p.model.unet
+        stage(f"figure10: sampling {len(seeds)} images from {p.label} ({p.sampler_steps} Heun steps)")
         t2 = time.perf_counter()
         g = generate(s1.ema.denoiser, seeds, SamplerSpec("heun", p.sampler_steps),
                      img_shape=(u.in_channels, u.img_resolution, u.img_resolution), label_dim=u.label_dim,

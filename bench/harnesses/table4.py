@@ -22,6 +22,7 @@ from bench.docking.data import DockingDataError, load_split
 from bench.docking.pipeline import (DockingData, MethodResult, diffdock_sampler, disco_sampler,
                                     evaluate_method, load_docking_data, pdbbind_root, train_models)
 from bench.docking.presets import DIFFDOCK_S, DISCO_DIFFDOCK_S, DockingPreset, docking_preset
+from bench.progress import stage
 from bench.provenance import device_name, git_sha
 from bench.registry import RunContext, describe_variant, harness
 from bench.rows import Row
@@ -135,6 +136,7 @@ def table4(ctx: RunContext) -> list[Row]:
         return []
     if ctx.device != "cpu":
         print(f"table4: the docking models run on the CPU (--device {ctx.device} is not used for docking)")
+    stage(f"table4: loading the complexes ({preset.data})")
     data = load_docking_data(preset)
     if data.train and data.train[0].esm is not None:
         preset = preset.with_esm(int(data.train[0].esm.shape[1]))
@@ -148,10 +150,12 @@ def table4(ctx: RunContext) -> list[Row]:
     models = train_models(preset, data.train, ctx.cache, ctx.seed)
     if not ctx.shard.is_main:
         return []
-    results = [evaluate_method(DIFFDOCK_S, diffdock_sampler(models, preset), data, models.confidence,
-                               preset.n_samples, ctx.seed),
-               evaluate_method(DISCO_DIFFDOCK_S, disco_sampler(models, preset), data, models.confidence,
-                               preset.n_samples, ctx.seed)]
+    results = []
+    for method, sampler in ((DIFFDOCK_S, diffdock_sampler), (DISCO_DIFFDOCK_S, disco_sampler)):
+        stage(f"table4: docking {len(data.test_names)} complexes with {method} "
+              f"({preset.n_samples} samples x {preset.nfe} steps each), ranked by the confidence model")
+        results.append(evaluate_method(method, sampler(models, preset), data, models.confidence,
+                                       preset.n_samples, ctx.seed))
     rows = [row for res in results for row in _rows(res, data, preset, ctx)]
     common = dict(scale=ctx.scale, dataset=rows[0].dataset, device=device_name(ctx.device), git_sha=git_sha(),
                   seeds=str(ctx.seed))

@@ -32,6 +32,7 @@ from bench.metrics.clustering import coverage, purity
 from bench.metrics.ode_geometry import curvature, jacobian, sq_frobenius
 from bench.metrics.w2 import wasserstein2
 from bench.nets.toy2d import DM2D, DM2DConfig, DisCo2D, DisCo2DConfig
+from bench.progress import stage
 from bench.provenance import config_dict, device_name, git_sha
 from bench.registry import RunContext, describe_variant, harness
 from bench.rows import Row
@@ -276,6 +277,7 @@ def diverged_fraction(samples: np.ndarray, data: Mixture2DConfig) -> float:
 
 
 def _w2_pool(pairs: dict[tuple, tuple[np.ndarray, np.ndarray]]) -> dict[tuple, float]:
+    stage(f"2D study: exact W2 of {len(pairs)} sample sets (optimal transport)")
     workers = min(2, len(pairs), multiprocessing.cpu_count())
     if workers <= 1:
         return {k: wasserstein2(a, b) for k, (a, b) in pairs.items()}
@@ -336,8 +338,10 @@ def _study_single_thread(ctx: RunContext) -> dict[str, list[Row]]:
     samplers += [(m, "stratified", f"{m.variant}, {STRATIFIED}") for m in models
                  if m.prior is not None and m.variant != FAITHFUL]
     keep = max(cfg.n_fig_trajectories, cfg.n_geometry)   # paths kept for Fig. 3 and Fig. 4
+    stage(f"2D study: sampling {n:,} points x {len(seed_sets)} seed sets from {len(samplers)} samplers")
     generated = {(m.key, mode): [_generate(cfg, m, seeds, keep, mode) for seeds in seed_sets]
                  for m, mode, _ in samplers}
+    stage(f"2D study: ODE curvature and Jacobian norms of {len(models)} models")
     geometry = {m.key: _geometry(cfg, m, generated[(m.key, "prior")][0], cfg.n_geometry) for m in models}
 
     # Fresh true draws per sampling seed: the reference (exact mode counts, as the training set),

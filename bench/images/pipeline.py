@@ -29,6 +29,7 @@ from bench.images.checkpoints import DenoiserCheckpoint
 from bench.images.model import BatchDraw, ImageDiffusionModel, draw_batch
 from bench.images.presets import ImagePreset, file_name
 from bench.nets.adm_unet import load_edm_state_dict
+from bench.progress import stage
 from bench.train import build_seeded, fit, run_dir_for
 
 IMAGENET64_ENV = "DISCO_BENCH_IMAGENET64"   # path to EDM's imagenet-64x64.zip (dataset_tool.py)
@@ -151,6 +152,8 @@ def train_prior(preset: ImagePreset, stage1: Stage1, data: ImageDataset, seed: i
                 device: torch.device = torch.device("cpu"), shard: Shard = Shard(),
                 progress: bool = True) -> Stage2:
     """Algorithm 2: maximum likelihood of the frozen encoder's latents (tau = 0.01) given y."""
+    stage(f"extracting {preset.label}'s latents of {len(data):,} training images (tau = {preset.tau_extract:g})",
+          shard.is_main)
     codes = extract_latents(stage1.ema, data, preset.tau_extract, seed, device=device)
     labels = torch.from_numpy(data.labels) if preset.conditional else None
     tcfg = dataclasses.replace(preset.prior_train, seed=preset.prior_train.seed + seed)
