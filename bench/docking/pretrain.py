@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.provenance import REPO_ROOT
 from bench.threads import single_thread
 
 PARTS = ("diffdock-s", "disco")
@@ -23,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.docking.pretrain", description=__doc__.split("\n\n")[0])
     ap.add_argument("part", choices=PARTS, help="which score model to train")
     ap.add_argument("--scale", default="small", choices=("smoke", "small", "paper"))
-    ap.add_argument("--cache", type=Path, default=Path("runs"), help="the cache table4 reads (default: runs)")
+    ap.add_argument("--cache", type=Path, default=REPO_ROOT / "runs",
+                    help="the cache table4 reads (default: runs/ in the repository, as `python -m bench`)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
