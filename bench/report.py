@@ -4,14 +4,14 @@ Harnesses return rows; only this module formats them. Everything is written atom
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import re
 import statistics
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
+
+import pandas as pd
 
 from bench import atomic
 from bench.reference import Claim, RefRow, load_claims, load_reference
@@ -19,32 +19,24 @@ from bench.registry import SCALES, VARIANTS, load_all
 from bench.rows import Row, read_csv, write_csv
 
 SEED_SETTING = re.compile(r"^seed=\d+$")
+COLUMNS = ["method", "variant", "setting", "metric", "measured", "paper", "measured/paper", "NFE", "n", "seeds"]
+PIVOT_SETTINGS = 6  # a metric swept over more settings than this (see _pivot) gets a table of its own
+
+
+def _key(r: Row) -> str:
+    return "" if SEED_SETTING.match(r.setting) else r.setting
 
 
 def write_harness_rows(out: Path, scale: str, label: str, rows: list[Row]) -> Path:
     return write_csv(Path(out) / scale / f"{label}.csv", rows)
 
 
-# ------------------------------------------------------------------------------- aggregation
-
-def aggregate(rows: Iterable[Row]) -> "OrderedDict[tuple, list[Row]]":
-    """Group rows that differ only by a `seed=N` setting: (method, variant, setting, metric)."""
-    groups: "OrderedDict[tuple, list[Row]]" = OrderedDict()
-    for r in rows:
-        setting = "" if SEED_SETTING.match(r.setting) else r.setting
-        groups.setdefault((r.method, r.variant, setting, r.metric), []).append(r)
-    return groups
-
+# ------------------------------------------------------------------------------- Markdown
 
 def _fmt(v: Optional[float]) -> str:
-    if v is None:
-        return ""
-    if math.isnan(v):
-        return "undefined (NaN)"
-    a = abs(v)
-    if a != 0 and (a < 1e-3 or a >= 1e5):
-        return f"{v:.3e}"
-    return f"{v:.4g}"
+    if v is None or math.isnan(v):
+        return "" if v is None else "undefined (NaN)"
+    return f"{v:.3e}" if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5) else f"{v:.4g}"
 
 
 def _measured(rs: list[Row]) -> tuple[float, str]:
@@ -52,45 +44,62 @@ def _measured(rs: list[Row]) -> tuple[float, str]:
     if any(math.isnan(v) for v in vals):
         return math.nan, f"undefined (NaN in {sum(math.isnan(v) for v in vals)}/{len(vals)} rows)"
     mean = statistics.fmean(vals)
-    if len(vals) == 1:
-        return mean, _fmt(mean)
-    return mean, f"{_fmt(mean)} ± {_fmt(statistics.stdev(vals))} ({len(vals)} seeds)"
+    return mean, _fmt(mean) if len(vals) == 1 else f"{_fmt(mean)} ± {_fmt(statistics.stdev(vals))} ({len(vals)} seeds)"
+
+
+def _md(df: pd.DataFrame) -> str:
+    return df.to_markdown(index=False, tablefmt="github", disable_numparse=True)
+
+
+def _table(rows: list[Row], ref: dict[str, RefRow]) -> pd.DataFrame:
+    """A line per group of rows that differ only by a `seed=N` setting: mean (± spread) beside the paper."""
+    groups: dict[tuple, list[Row]] = defaultdict(list)
+    for r in rows:
+        groups[(r.method, r.variant, _key(r), r.metric)].append(r)
+    out = []
+    for (method, variant, setting, metric), rs in groups.items():
+        mean, shown = _measured(rs)
+        pv = ref[rs[0].paper_row].number if rs[0].paper_row in ref else None
+        out.append([method, variant, setting, metric, shown, _fmt(pv), _fmt(mean / pv) if pv else "",
+                    ", ".join(dict.fromkeys(r.nfe for r in rs if r.nfe)), str(rs[0].n_samples or ""),
+                    "; ".join(dict.fromkeys(r.seeds for r in rs))])
+    return pd.DataFrame(out, columns=COLUMNS)
+
+
+def _pivot(t: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Split sweeps off the long table: a metric whose rows without a paper number span more than PIVOT_SETTINGS
+    settings across two or more methods (with the variant, where it varies), each with one NFE, n and seeds,
+    gets a table of its own: a row per setting, a column per method, what each column holds said above it."""
+    keep, blocks = pd.Series(True, index=t.index), []
+    for metric, g in t[t.paper == ""].groupby("metric", sort=False):
+        by_variant = g.variant.nunique() > 1
+        g = g.assign(column=g.method + " (" + g.variant + ")" if by_variant else g.method)
+        facts = g.groupby("column", sort=False)[["variant", "NFE", "n", "seeds"]]
+        if g.setting.nunique() <= PIVOT_SETTINGS or len(facts) < 2 or facts.nunique().gt(1).any(axis=None):
+            continue
+        keep[g.index] = False
+        wide = g.pivot(index="setting", columns="column", values="measured")
+        wide = wide.reindex(index=g.setting.unique(), columns=g.column.unique()).fillna("").reset_index()
+        said = [f"{k} = " + (v.iloc[0] if v.nunique() == 1 else ", ".join(f"{x or '—'} ({c})" for c, x in v.items()))
+                for k, v in facts.first().items() if not (k == "variant" and by_variant) and (v != "").any()]
+        blocks += [f"## `{metric}` by setting", "", "Each column: " + "; ".join(said), "", _md(wide), ""]
+    return t[keep], blocks
 
 
 def harness_markdown(label: str, scale: str, rows: list[Row], ref: dict[str, RefRow]) -> str:
     h = load_all().get(label)
-    lines = [f"# {label} — scale `{scale}`", ""]
-    if h is not None:
-        lines += [h.reproduces, ""]
+    lines = [f"# {label} — scale `{scale}`", ""] + ([h.reproduces, ""] if h is not None else [])
     if rows:
-        first = rows[0]
-        shas = sorted({r.git_sha for r in rows})
-        lines += [f"- dataset: {first.dataset}", f"- device: {first.device}",
-                  f"- code: git {', '.join(shas)}", ""]
-    variants = sorted({r.variant for r in rows})
-    if variants:
-        lines.append("Variants:")
-        for v in variants:
-            lines.append(f"- `{v}`: {VARIANTS.get(v, '(no description registered)')}")
-        lines.append("")
-    lines += ["| method | variant | setting | metric | measured | paper | measured/paper | NFE | n | seeds |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    for (method, variant, setting, metric), rs in aggregate(rows).items():
-        mean, shown = _measured(rs)
-        paper = ref.get(rs[0].paper_row) if rs[0].paper_row else None
-        pv = paper.number if paper else None
-        ratio = _fmt(mean / pv) if pv not in (None, 0) else ""
-        seeds = "; ".join(dict.fromkeys(r.seeds for r in rs))
-        nfe = ", ".join(dict.fromkeys(r.nfe for r in rs if r.nfe))
-        lines.append(f"| {method} | {variant} | {setting} | {metric} | {shown} | {_fmt(pv) if pv is not None else ''} "
-                     f"| {ratio} | {nfe} | {rs[0].n_samples or ''} | {seeds} |")
-    lines.append("")
-    notes = [ref[r.paper_row] for r in rows if r.paper_row in ref]
+        lines += [f"- dataset: {rows[0].dataset}", f"- device: {rows[0].device}",
+                  f"- code: git {', '.join(sorted({r.git_sha for r in rows}))}", "", "Variants:"]
+        lines += [f"- `{v}`: {VARIANTS.get(v, '(no description registered)')}"
+                  for v in sorted({r.variant for r in rows})] + [""]
+    long, sweeps = _pivot(_table(rows, ref))
+    lines += ([_md(long), ""] if len(long) or not sweeps else []) + sweeps
+    notes = dict.fromkeys(ref[r.paper_row] for r in rows if r.paper_row in ref)
     if notes:
-        lines += ["Paper rows compared:", ""]
-        for p in dict.fromkeys(notes):
-            extra = f" — {p.note}" if p.note else ""
-            lines.append(f"- `{p.ref_id}` ({p.source}): {p.method} {p.setting} {p.metric} = {p.value}{extra}")
+        lines += ["Paper rows compared:", ""] + [f"- `{p.ref_id}` ({p.source}): {p.method} {p.setting} {p.metric} = "
+                                                 f"{p.value}" + (f" — {p.note}" if p.note else "") for p in notes]
         lines.append("")
     return "\n".join(lines)
 
@@ -114,10 +123,6 @@ def _matched(baseline: list[Row], variant: str) -> list[Row]:
         if rows:
             return rows
     return baseline if len({r.variant for r in baseline}) <= 1 else []
-
-
-def _key(r: Row) -> str:
-    return "" if SEED_SETTING.match(r.setting) else r.setting
 
 
 def evaluate_claim(c: Claim, rows: Optional[list[Row]]) -> list[dict]:
@@ -191,15 +196,6 @@ def evaluate_claim(c: Claim, rows: Optional[list[Row]]) -> list[dict]:
     return out
 
 
-def _verdicts_csv(verdicts: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=VERDICT_FIELDS, lineterminator="\n", restval="")
-    w.writeheader()
-    for v in verdicts:
-        w.writerow(v)
-    return buf.getvalue()
-
-
 # ------------------------------------------------------------------------------- REPORT.md
 
 def render(out: Path) -> Path:
@@ -215,29 +211,26 @@ def render(out: Path) -> Path:
             continue
         for csv_path in sorted(d.glob("*.csv")):
             if csv_path.stem in harnesses:
-                rows = read_csv(csv_path)
-                ran.setdefault(scale, {})[csv_path.stem] = rows
+                ran.setdefault(scale, {})[csv_path.stem] = rows = read_csv(csv_path)
                 atomic.write_text(csv_path.with_suffix(".md"), harness_markdown(csv_path.stem, scale, rows, ref))
     lines = ["# DisCo-Bench report", "",
              "Generated by `python -m bench report` from the CSVs under this folder. Each number comes "
              "from a run of the code at the git commit named in its CSV row; the paper's numbers come "
-             "from `reference/`.", "", "## Harnesses", "",
-             "| harness | reproduces | status | results |", "|---|---|---|---|"]
-    for label, h in harnesses.items():
-        status = "built" if h.built else f"not built yet ({h.issue})"
-        links = ", ".join(f"[{s}]({s}/{label}.md)" for s in SCALES if label in ran.get(s, {}))
-        lines.append(f"| `{label}` | {h.reproduces} | {status} | {links or '—'} |")
+             "from `reference/`.", "", "## Harnesses", "", _md(pd.DataFrame([
+        {"harness": f"`{label}`", "reproduces": h.reproduces,
+         "status": "built" if h.built else f"not built yet ({h.issue})",
+         "results": ", ".join(f"[{s}]({s}/{label}.md)" for s in SCALES if label in ran.get(s, {})) or "—"}
+        for label, h in harnesses.items()]))]
     for scale in SCALES:
         if scale not in ran:
             continue
-        verdicts = [v for c in claims for v in evaluate_claim(c, ran[scale].get(c.harness))]
-        atomic.write_text(out / scale / "claims.csv", _verdicts_csv(verdicts))
-        lines += ["", f"## Claims at scale `{scale}`", "",
-                  "| claim | harness: metric | variant | verdict | treatment | baseline | detail |",
-                  "|---|---|---|---|---|---|---|"]
-        for v in verdicts:
-            lines.append(f"| {v['claim_id']}: {v['claim']} | {v['harness']}: {v['metric']} | {v.get('variant', '')} | "
-                         f"**{v['verdict']}** | {v.get('treatment', '')} | {v.get('baseline', '')} | {v['detail']} |")
+        v = pd.DataFrame([v for c in claims for v in evaluate_claim(c, ran[scale].get(c.harness))],
+                         columns=VERDICT_FIELDS).fillna("")
+        atomic.write_text(out / scale / "claims.csv", v.to_csv(index=False, lineterminator="\n"))
+        lines += ["", f"## Claims at scale `{scale}`", "", _md(pd.DataFrame({
+            "claim": v.claim_id + ": " + v.claim, "harness: metric": v.harness + ": " + v.metric,
+            "variant": v.variant, "verdict": "**" + v.verdict + "**", "treatment": v.treatment,
+            "baseline": v.baseline, "detail": v.detail}))]
     if not claims:
         lines += ["", "(reference/claims.csv is missing: no verdicts)"]
     lines.append("")

@@ -1,11 +1,11 @@
 """The harness output contract: one `Row` per measured number (see DESIGN.md, Contracts)."""
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 from pathlib import Path
 from typing import Iterable
+
+import pandas as pd
 
 from bench import atomic
 
@@ -34,26 +34,21 @@ FIELDS = [f.name for f in dataclasses.fields(Row)]
 
 
 def write_csv(path: Path, rows: Iterable[Row]) -> Path:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        d = dataclasses.asdict(r)
-        d["value"] = repr(float(d["value"]))
-        d["seconds"] = f"{float(d['seconds']):.2f}"
-        w.writerow(d)
-    return atomic.write_text(path, buf.getvalue())
+    """One line per row in `FIELDS` order: value as repr(float), seconds as %.2f, "" stays ""."""
+    df = pd.DataFrame([dataclasses.asdict(r) for r in rows], columns=FIELDS)
+    df["value"] = [repr(float(v)) for v in df["value"]]
+    df["seconds"] = [f"{float(s):.2f}" for s in df["seconds"]]
+    return atomic.write_text(path, df.to_csv(index=False, lineterminator="\n"))
 
 
 def read_csv(path: Path) -> list[Row]:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames != FIELDS:
-            raise ValueError(f"{path}: columns {reader.fieldnames} are not the row contract {FIELDS}")
-        out = []
-        for d in reader:
-            d["value"] = float(d["value"])
-            d["n_samples"] = int(d["n_samples"] or 0)
-            d["seconds"] = float(d["seconds"] or 0)
-            out.append(Row(**d))
-        return out
+    try:  # every cell as text ("" stays "", never NaN), then the three typed columns
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        df = pd.DataFrame()
+    if list(df.columns) != FIELDS:
+        raise ValueError(f"{path}: columns {list(df.columns)} are not the row contract {FIELDS}")
+    df["value"] = df["value"].map(float)
+    df["n_samples"] = df["n_samples"].map(lambda v: int(v or 0))
+    df["seconds"] = df["seconds"].map(lambda v: float(v or 0))
+    return [Row(**d) for d in df.to_dict("records")]

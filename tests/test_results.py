@@ -1,12 +1,16 @@
 """Atomic writes, the row contract, Markdown rendering and claim verdicts."""
+import csv
 import os
+from pathlib import Path
 
 import pytest
 
 from bench import atomic
 from bench.reference import Claim, load_claims, load_reference
 from bench.report import evaluate_claim, harness_markdown
-from bench.rows import Row, read_csv, write_csv
+from bench.rows import FIELDS, Row, read_csv, write_csv
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
@@ -33,6 +37,20 @@ def test_rows_roundtrip(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="row contract"):
         read_csv(tmp_path / "bad.csv")
+
+
+def test_committed_results_read_and_rewrite_identically(tmp_path):
+    """Every committed results CSV reads as the csv module reads it (values typed as the contract
+    says; "" stays "") and writes back byte for byte."""
+    paths = [p for p in sorted(RESULTS.glob("*/*.csv")) if p.read_text().split("\n", 1)[0] == ",".join(FIELDS)]
+    assert paths
+    for p in paths:
+        with open(p, newline="", encoding="utf-8") as f:
+            want = [Row(**{**d, "value": float(d["value"]), "n_samples": int(d["n_samples"] or 0),
+                           "seconds": float(d["seconds"] or 0)}) for d in csv.DictReader(f)]
+        got = read_csv(p)
+        assert [repr(r) for r in got] == [repr(r) for r in want], p   # repr: NaN == NaN, types checked
+        assert write_csv(tmp_path / p.name, got).read_bytes() == p.read_bytes(), p
 
 
 CLAIM = Claim("2a", "lower W2", "w2", "w2", "lower", "DisCo-Diff", "DM", "", "mean", "")
@@ -68,7 +86,7 @@ def test_markdown_shows_paper_value_and_seed_spread():
     md = harness_markdown("w2", "smoke", rows, ref)
     line = next(l for l in md.splitlines() if l.startswith("| DM"))
     assert "0.25 ± 0.07071 (2 seeds)" in line
-    assert f"| {ref['toy2d.w2.dm'].number:.4g} |" in line
+    assert f"{ref['toy2d.w2.dm'].number:.4g}" in [cell.strip() for cell in line.split("|")]
 
 
 def test_every_claim_names_a_registered_harness():
@@ -99,3 +117,24 @@ def test_markdown_shows_undefined_measurements():
     rows = [_row("DisCo-Diff", "app-f", f"seed={s}", "w2", float("nan"), "toy2d.w2.disco_diff") for s in range(3)]
     md = harness_markdown("w2", "smoke", rows, load_reference())
     assert "undefined (NaN in 3/3 rows)" in md
+
+
+def test_markdown_pivots_long_sweeps():
+    """A metric swept over many settings by several methods gets one row per setting and one column
+    per method; what the columns hold is said above; rows with a paper number and short sweeps stay long."""
+    def sweep(method, n, k=8):
+        return [Row("figure10", "", method, "scale preset", f"sigma={i / 2:g}", "loss", 0.5 + i, "", n, "0")
+                for i in range(k)]
+    rows = sweep("EDM", 1000) + sweep("DisCo-Diff", 500)
+    rows += [Row("figure10", "", m, "scale preset", f"t={i}", "short", 1.0) for m in ("EDM", "DisCo-Diff")
+             for i in range(3)]
+    rows += [_row("DM", "app-f", f"seed={s}", "w2", v, "toy2d.w2.dm") for s, v in enumerate([0.2, 0.3])]
+    md = harness_markdown("figure10", "small", rows, load_reference())
+    assert "## `loss` by setting" in md and "## `short`" not in md and "## `w2`" not in md
+    assert "Each column: variant = scale preset; n = 1000 (EDM), 500 (DisCo-Diff); seeds = 0" in md
+    table = [[c.strip() for c in l.strip("|").split("|")] for l in md.split("## `loss` by setting")[1].splitlines()
+             if l.startswith("|")]
+    assert table[0] == ["setting", "EDM", "DisCo-Diff"] and table[2] == ["sigma=0", "0.5", "0.5"]
+    assert [r[0] for r in table[2:]] == [f"sigma={i / 2:g}" for i in range(8)]   # in the harness's order
+    long = md.split("## `loss`")[0]
+    assert "| loss " not in long and long.count("| short ") == 6 and "0.25 ± 0.07071 (2 seeds)" in long
