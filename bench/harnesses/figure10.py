@@ -86,7 +86,8 @@ def figure10(ctx: RunContext) -> list[Row]:
                             float(used), n_samples=len(s2.codes), seeds=str(ctx.seed), **common))
         if not ctx.shard.is_main:   # other ranks only help train
             continue
-        stage(f"figure10: evaluating {p.label}'s loss at {len(SIGMAS)} noise levels on {n_eval} held-out images")
+        stage(f"figure10 [{ctx.scale}]: evaluating {p.label}'s loss at {len(SIGMAS)} noise levels "
+              f"on {n_eval} held-out images")
         tensors = ImageTensors.of(test_data.subset(slice(0, n_eval)), p.model.unet.label_dim, device)
         t1 = time.perf_counter()
         curve = loss_versus_sigma(s1.ema, tensors, SIGMAS, p.loss, seed=ctx.seed)
@@ -99,7 +100,7 @@ def figure10(ctx: RunContext) -> list[Row]:
                             n_samples=n_eval, seeds=str(ctx.seed), **common))
         seeds = list(range(N_SAMPLES[ctx.scale]))
         u = p.model.unet
-        stage(f"figure10: sampling {len(seeds)} images from {p.label} ({p.sampler_steps} Heun steps)")
+        stage(f"figure10 [{ctx.scale}]: sampling {len(seeds)} images from {p.label} ({p.sampler_steps} Heun steps)")
         t2 = time.perf_counter()
         g = generate(s1.ema.denoiser, seeds, SamplerSpec("heun", p.sampler_steps),
                      img_shape=(u.in_channels, u.img_resolution, u.img_resolution), label_dim=u.label_dim,

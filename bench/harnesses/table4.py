@@ -136,7 +136,7 @@ def table4(ctx: RunContext) -> list[Row]:
         return []
     if ctx.device != "cpu":
         print(f"table4: the docking models run on the CPU (--device {ctx.device} is not used for docking)")
-    stage(f"table4: loading the complexes ({preset.data})")
+    stage(f"table4 [{ctx.scale}]: loading the complexes ({preset.data})")
     data = load_docking_data(preset)
     if data.train and data.train[0].esm is not None:
         preset = preset.with_esm(int(data.train[0].esm.shape[1]))
@@ -152,7 +152,7 @@ def table4(ctx: RunContext) -> list[Row]:
         return []
     results = []
     for method, sampler in ((DIFFDOCK_S, diffdock_sampler), (DISCO_DIFFDOCK_S, disco_sampler)):
-        stage(f"table4: docking {len(data.test_names)} complexes with {method} "
+        stage(f"table4 [{ctx.scale}]: docking {len(data.test_names)} complexes with {method} "
               f"({preset.n_samples} samples x {preset.nfe} steps each), ranked by the confidence model")
         results.append(evaluate_method(method, sampler(models, preset), data, models.confidence,
                                        preset.n_samples, ctx.seed))
