@@ -91,7 +91,7 @@ def _run(labels: Sequence[str], ctx: RunContext) -> int:
         path = report.write_harness_rows(ctx.out, ctx.scale, label, rows)
         print(f"{label}: {len(rows)} rows -> {path} ({time.perf_counter() - t0:.1f} s)")
     if not ctx.dry_run and ctx.shard.is_main and len(failed) < len(labels):
-        print(f"report -> {report.render(ctx.out)}")
+        print("report -> " + ", ".join(map(str, report.render(ctx.out))))
     if failed:
         print(f"error: {', '.join(failed)} failed (see above)", file=sys.stderr)
         return 2
@@ -117,7 +117,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not args.out.is_dir():
             print(f"error: no results folder at {args.out}", file=sys.stderr)
             return 2
-        print(f"report -> {report.render(args.out)}")
+        print("report -> " + ", ".join(map(str, report.render(args.out))))
         return 0
     if args.device == "cuda":
         import torch

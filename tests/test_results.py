@@ -138,3 +138,22 @@ def test_markdown_pivots_long_sweeps():
     assert [r[0] for r in table[2:]] == [f"sigma={i / 2:g}" for i in range(8)]   # in the harness's order
     long = md.split("## `loss`")[0]
     assert "| loss " not in long and long.count("| short ") == 6 and "0.25 ± 0.07071 (2 seeds)" in long
+
+
+def test_smoke_run_writes_its_own_report_and_leaves_committed_files_alone(tmp_path):
+    import shutil
+
+    from bench.report import render
+
+    shutil.copytree(RESULTS, tmp_path / "results")
+    out = tmp_path / "results"
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    write_csv(out / "smoke" / "w2.csv", [_row("DM", "app-f", "seed=0", "w2", 0.25),
+                                         _row("DisCo-Diff", "app-f", "seed=0", "w2", 0.125)])
+    written = render(out)
+    assert written == [out / "REPORT.md", out / "smoke" / "REPORT.md"]
+    # the committed report and tables are rebuilt byte for byte: a smoke run leaves `git status` clean
+    assert {p: p.read_bytes() for p in before} == before
+    smoke = (out / "smoke" / "REPORT.md").read_text()
+    assert "scale `smoke`" in smoke and "[smoke](w2.md)" in smoke and "## Claims at scale `smoke`" in smoke
+    assert "`smoke`" not in (out / "REPORT.md").read_text().replace("`smoke/REPORT.md`", "")
