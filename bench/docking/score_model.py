@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -71,6 +72,18 @@ def _e3nn():
         raise MissingDockingDependency(
             f"bench.docking.score_model needs e3nn; install the docking extra: {INSTALL_HINT}") from e
     return o3, BatchNorm
+
+
+def _pyg():
+    """torch_geometric's (HeteroData, Batch, scatter), imported on first use: importing torch_geometric takes
+    seconds, and the CLI imports the docking modules even for the image harnesses."""
+    try:
+        from torch_geometric.data import Batch, HeteroData
+        from torch_geometric.utils import scatter
+    except ImportError as e:  # pragma: no cover
+        raise MissingDockingDependency(
+            f"bench.docking.score_model needs torch_geometric; install the docking extra: {INSTALL_HINT}") from e
+    return HeteroData, Batch, scatter
 
 
 # DiffDock-S's noise ranges (disco-diffdock workdir/diffdockS_score_model/model_parameters.yml): as DiffDock
@@ -161,6 +174,8 @@ def graph_segments(batch: torch.Tensor | None, n: int, num_graphs: int | None = 
     return list(zip(ptr[:-1], ptr[1:]))
 
 
+# Radius graphs in plain torch (per graph: exact cdist, then the nearest max_neighbors): torch_geometric's
+# radius / radius_graph / knn need the torch-cluster extension, which has no wheel for this torch here.
 def _radius_block(x: torch.Tensor, y: torch.Tensor, r: float, max_neighbors: int | None,
                   exclude_self: bool) -> torch.Tensor:
     """[2, E] (i into y, j into x) with |x_j - y_i| < r, at most max_neighbors nearest j per i."""
@@ -235,26 +250,51 @@ def ligand_bond_graph(mol) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray([rows, cols], dtype=np.int64).reshape(2, -1), np.asarray(types, dtype=np.int64)
 
 
+# Each complex is one torch_geometric HeteroData, as DiffDock stores them (datasets/pdbbind.py), and a
+# mini-batch is torch_geometric's Batch.from_data_list of them (what its DataLoader collates). complex_graph:
+#   ['ligand']    pos [n, 3] float (pose), x [n, 16] long (data.ligand_features categories)
+#   ['receptor']  pos [r, 3] float (C-alpha), x [r] long (residue type 0..20), esm [r, d] float (optional)
+#   LIG_BOND      edge_index [2, 2 nb] long (chemical bonds, both directions), edge_attr [2 nb, 4] float one-hot
+#   TOR_BOND      edge_index [2, m] long: rotatable bond (u, v) as the edge u -> v, v on the rotated side
+#   name          str
+# The rotatable bonds are an edge store so that Batch offsets them by the ligand atom count like the bonds:
+# HeteroData.__inc__ increments "index" keys of edge stores only (a node-store "tor_index" would be
+# concatenated without offsets).
+LIG_BOND = ("ligand", "lig_bond", "ligand")
+TOR_BOND = ("ligand", "tor_bond", "ligand")
+
+
 @dataclass
 class DockingBatch:
-    """B complexes concatenated; ligand atoms of all complexes, then (separately) their residues.
+    """Typed view of a collated Batch of complex graphs (``from_pyg``): B complexes, ligand atoms of all
+    complexes, then (separately) their residues. The model and the pose code read these fields.
 
     N ligand atoms, R residues, Eb directed bonds, M rotatable bonds in total; all index tensors long.
     """
-    lig_pos: torch.Tensor         # [N, 3] float, current ligand pose (Angstrom)
-    lig_x: torch.Tensor           # [N, 16] long, data.ligand_features categories
-    lig_batch: torch.Tensor       # [N] long, complex index, sorted
+    lig_pos: torch.Tensor         # [N, 3] float, current ligand pose (Angstrom)            ['ligand'].pos
+    lig_x: torch.Tensor           # [N, 16] long, data.ligand_features categories             ['ligand'].x
+    lig_batch: torch.Tensor       # [N] long, complex index, sorted                           ['ligand'].batch
     lig_bond_index: torch.Tensor  # [2, Eb] long, chemical bonds, both directions, global atom indices
     lig_bond_attr: torch.Tensor   # [Eb, 4] float, one-hot bond type
-    tor_bonds: torch.Tensor       # [M, 2] long, rotatable bonds (u, v), v on the rotated side (data.py)
-    rec_pos: torch.Tensor         # [R, 3] float, C-alpha positions
-    rec_x: torch.Tensor           # [R] long, residue type 0..20
-    rec_batch: torch.Tensor       # [R] long, complex index, sorted
+    tor_bonds: torch.Tensor       # [M, 2] long, rotatable bonds (u, v), v on the rotated side (data.py),
+    #                               global atom indices (TOR_BOND edge_index transposed)
+    rec_pos: torch.Tensor         # [R, 3] float, C-alpha positions                           ['receptor'].pos
+    rec_x: torch.Tensor           # [R] long, residue type 0..20                              ['receptor'].x
+    rec_batch: torch.Tensor       # [R] long, complex index, sorted                           ['receptor'].batch
     num_graphs: int               # B
-    rec_esm: torch.Tensor | None = None    # [R, esm_dim] float
-    lig_extra: torch.Tensor | None = None  # [N, extra_node_dim] float (DisCo latents)
+    rec_esm: torch.Tensor | None = None    # [R, esm_dim] float                               ['receptor'].esm
+    lig_extra: torch.Tensor | None = None  # [N, extra_node_dim] float (DisCo latents; set after batching)
     rec_extra: torch.Tensor | None = None  # [R, extra_node_dim] float
     names: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_pyg(cls, batch) -> "DockingBatch":
+        """View of a torch_geometric Batch of ``complex_graph``s (Batch.from_data_list, or a DataLoader's)."""
+        lig, rec = batch["ligand"], batch["receptor"]
+        return cls(lig_pos=lig.pos, lig_x=lig.x, lig_batch=lig.batch, lig_bond_index=batch[LIG_BOND].edge_index,
+                   lig_bond_attr=batch[LIG_BOND].edge_attr, tor_bonds=batch[TOR_BOND].edge_index.T.contiguous(),
+                   rec_pos=rec.pos, rec_x=rec.x, rec_batch=rec.batch, num_graphs=batch.num_graphs,
+                   rec_esm=rec.get("esm"), names=list(batch.name))
 
     @property
     def tor_batch(self) -> torch.Tensor:
@@ -278,11 +318,55 @@ class DockingBatch:
         return dataclasses.replace(self, **kw)
 
 
+# Pose-independent ligand tensors per RDKit molecule (atom categories, bond graph, one-hot bond types,
+# rotatable bonds): RDKit featurisation is most of make_batch's time, and training batches the same
+# complexes every step (DiffDock likewise featurises each complex once, in its dataset cache). Keyed by the
+# molecule object, dropped with it; the molecules are not modified in place after loading.
+_LIGAND_TENSORS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _ligand_tensors(mol) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x [n, 16] long, bond edge_index [2, 2 nb] long, one-hot bond types [2 nb, 4] float64,
+    rotatable-bond edge_index [2, m] long) of an RDKit molecule, computed once per molecule."""
+    key = (mol.GetNumAtoms(), mol.GetNumBonds())
+    hit = _LIGAND_TENSORS.get(mol)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    index, types = ligand_bond_graph(mol)
+    out = (torch.as_tensor(ligand_features(mol)), torch.as_tensor(index),
+           F.one_hot(torch.as_tensor(types), NUM_BOND_TYPES).to(torch.float64),
+           torch.as_tensor(rotatable_bonds(mol)).reshape(-1, 2).T.contiguous())
+    _LIGAND_TENSORS[mol] = (key, out)
+    return out
+
+
+def complex_graph(c: Complex, ligand_pos=None, dtype: torch.dtype = torch.float32, esm=None):
+    """torch_geometric HeteroData of one complex (layout above): ligand at ligand_pos [n, 3] (default the
+    crystal pose ligand_coords), receptor ESM embeddings esm [r, d] when given."""
+    HeteroData, _, _ = _pyg()
+    pos = c.ligand_coords if ligand_pos is None else np.asarray(ligand_pos, dtype=np.float64)
+    if pos.shape != (c.num_ligand_atoms, 3):
+        raise ValueError(f"{c.name}: ligand pose of shape {pos.shape}, expected {(c.num_ligand_atoms, 3)}")
+    x, bond_index, bond_attr, tor_index = _ligand_tensors(c.ligand)
+    receptor = {"pos": torch.as_tensor(c.ca_coords, dtype=dtype), "x": torch.as_tensor(c.residue_types)}
+    if esm is not None:
+        e = torch.as_tensor(np.asarray(esm), dtype=dtype)
+        if e.ndim != 2 or len(e) != c.num_residues:
+            raise ValueError(f"{c.name}: ESM embeddings {tuple(e.shape)} for {c.num_residues} residues")
+        receptor["esm"] = e
+    return HeteroData({"name": c.name,
+                       "ligand": {"pos": torch.as_tensor(pos, dtype=dtype), "x": x},
+                       "receptor": receptor,
+                       LIG_BOND: {"edge_index": bond_index, "edge_attr": bond_attr.to(dtype)},
+                       TOR_BOND: {"edge_index": tor_index}})
+
+
 def make_batch(complexes: Sequence[Complex], ligand_pos: Sequence | None = None,
                dtype: torch.dtype = torch.float32, rec_esm: Sequence | None = None) -> DockingBatch:
-    """DockingBatch of complexes (data.Complex). ligand_pos: optional per-complex [N_i, 3] poses (default the
-    crystal pose ligand_coords); rec_esm: optional per-complex [R_i, esm_dim] embeddings, by default the
-    complexes' own ``esm`` when all have one (data.attach_esm); ValueError when only some have one."""
+    """DockingBatch of complexes (data.Complex): their ``complex_graph``s collated by torch_geometric's
+    Batch.from_data_list. ligand_pos: optional per-complex [N_i, 3] poses (default the crystal pose
+    ligand_coords); rec_esm: optional per-complex [R_i, esm_dim] embeddings, by default the complexes' own
+    ``esm`` when all have one (data.attach_esm); ValueError when only some have one."""
     if not complexes:
         raise ValueError("make_batch needs at least one complex")
     if rec_esm is None:
@@ -294,37 +378,16 @@ def make_batch(complexes: Sequence[Complex], ligand_pos: Sequence | None = None,
                              f"{len(complexes)} complexes in the batch have them (attach_esm to all or none)")
     elif len(rec_esm) != len(complexes):
         raise ValueError(f"rec_esm holds {len(rec_esm)} entries for {len(complexes)} complexes")
-    lp, lx, lb, bi, ba, tb, rp, rx, rb, esm = [], [], [], [], [], [], [], [], [], []
-    off = 0
+    _, Batch, _ = _pyg()
+    graphs = []
     for k, c in enumerate(complexes):
-        pos = c.ligand_coords if ligand_pos is None else np.asarray(ligand_pos[k], dtype=np.float64)
-        n = c.num_ligand_atoms
-        if pos.shape != (n, 3):
-            raise ValueError(f"{c.name}: ligand pose of shape {pos.shape}, expected {(n, 3)}")
-        lp.append(torch.as_tensor(np.asarray(pos), dtype=dtype))
-        lx.append(torch.as_tensor(ligand_features(c.ligand)))
-        lb.append(torch.full((n,), k, dtype=torch.long))
-        index, types = ligand_bond_graph(c.ligand)
-        bi.append(torch.as_tensor(index) + off)
-        ba.append(F.one_hot(torch.as_tensor(types), NUM_BOND_TYPES).to(dtype))
-        tb.append(torch.as_tensor(rotatable_bonds(c.ligand)) + off)
-        rp.append(torch.as_tensor(c.ca_coords, dtype=dtype))
-        rx.append(torch.as_tensor(c.residue_types))
-        rb.append(torch.full((c.num_residues,), k, dtype=torch.long))
-        if rec_esm is not None:
-            e = torch.as_tensor(np.asarray(rec_esm[k]), dtype=dtype)
-            if e.ndim != 2 or len(e) != c.num_residues:
-                raise ValueError(f"{c.name}: ESM embeddings {tuple(e.shape)} for {c.num_residues} residues")
-            if esm and e.shape[1] != esm[0].shape[1]:
-                raise ValueError(f"{c.name}: ESM embeddings of width {e.shape[1]}, but {complexes[0].name}'s "
-                                 f"are {esm[0].shape[1]} wide")
-            esm.append(e)
-        off += n
-    return DockingBatch(
-        lig_pos=torch.cat(lp), lig_x=torch.cat(lx), lig_batch=torch.cat(lb), lig_bond_index=torch.cat(bi, 1),
-        lig_bond_attr=torch.cat(ba), tor_bonds=torch.cat(tb).reshape(-1, 2), rec_pos=torch.cat(rp),
-        rec_x=torch.cat(rx), rec_batch=torch.cat(rb), num_graphs=len(complexes),
-        rec_esm=torch.cat(esm) if rec_esm is not None else None, names=[c.name for c in complexes])
+        g = complex_graph(c, None if ligand_pos is None else ligand_pos[k], dtype,
+                          None if rec_esm is None else rec_esm[k])
+        if graphs and rec_esm is not None and g["receptor"].esm.shape[1] != graphs[0]["receptor"].esm.shape[1]:
+            raise ValueError(f"{c.name}: ESM embeddings of width {g['receptor'].esm.shape[1]}, but "
+                             f"{complexes[0].name}'s are {graphs[0]['receptor'].esm.shape[1]} wide")
+        graphs.append(g)
+    return DockingBatch.from_pyg(Batch.from_data_list(graphs))
 
 
 # ----------------------------------------------------------------------------------------- layers
@@ -380,10 +443,9 @@ class CategoricalEncoder(nn.Module):
 
 
 def scatter_mean(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
-    """[n, d]: mean of the rows of src [E, d] with index [E] == i (0 where none)."""
-    out = src.new_zeros(n, src.shape[1]).index_add_(0, index, src)
-    count = torch.bincount(index, minlength=n).clamp_min(1).to(src.dtype)
-    return out / count[:, None]
+    """[n, ...]: mean of the rows of src [E, ...] with index [E] == i (0 where none); torch_geometric.utils.scatter
+    (reduce="mean"), named here so that torch_geometric is imported on first use."""
+    return _pyg()[2](src, index, 0, n, reduce="mean")
 
 
 class TensorProductConv(nn.Module):
@@ -664,8 +726,8 @@ class TensorProductScoreModel(nn.Module):
 
 
 __all__ = [
-    "DIFFDOCK_S_NOISE", "DockingBatch", "GaussianSmearing", "NUM_BOND_TYPES", "NUM_RESIDUE_TYPES",
-    "ScoreModelConfig", "ScoreOutput", "TensorProductConv", "TensorProductScoreModel", "graph_segments",
-    "irrep_sequence", "ligand_bond_graph", "make_batch", "radius", "radius_graph", "scalar_dim", "scatter_mean",
-    "timestep_embedding",
+    "DIFFDOCK_S_NOISE", "DockingBatch", "GaussianSmearing", "LIG_BOND", "NUM_BOND_TYPES", "NUM_RESIDUE_TYPES",
+    "ScoreModelConfig", "ScoreOutput", "TOR_BOND", "TensorProductConv", "TensorProductScoreModel",
+    "complex_graph", "graph_segments", "irrep_sequence", "ligand_bond_graph", "make_batch", "radius",
+    "radius_graph", "scalar_dim", "scatter_mean", "timestep_embedding",
 ]
