@@ -250,3 +250,19 @@ def test_table4_smoke_through_the_cli(tmp_path):
     assert r2.returncode == 0, r2.stderr[-3000:]
     d2 = np.load(tmp_path / "res2" / "smoke" / "table4_data.npz")
     np.testing.assert_array_equal(d["rmsds__DisCo-DiffDock-S"], d2["rmsds__DisCo-DiffDock-S"])
+
+
+def test_dry_run_checks_the_esm_file(tmp_path):
+    r = _cli("table4", "--scale", "smoke", "--dry-run", env={"DISCO_BENCH_ESM": str(tmp_path / "missing.pt")})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"ESM embeddings (DISCO_BENCH_ESM or esm_path) {tmp_path / 'missing.pt'}: file not found" in r.stderr
+    from bench.docking.data import offline_complexes
+    first = offline_complexes(docking_preset("smoke").offline_names, warn=False).complexes[0]
+    np.savez(tmp_path / "esm.npz", **{first.name: np.zeros((first.num_residues, 8), np.float32)})
+    plain = _cli("table4", "--scale", "smoke", "--dry-run")
+    r = _cli("table4", "--scale", "smoke", "--dry-run", env={"DISCO_BENCH_ESM": str(tmp_path / "esm.npz")})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ESM embeddings from" in r.stdout and f"ESM of {first.name}: {first.num_residues} residues x 8" in r.stdout
+    assert "FAILS (" in r.stdout                               # the complexes the file has no entry for
+    count = lambda out: out.split("DiffDock-S score model ")[1].split(",")[0:2]  # noqa: E731
+    assert count(r.stdout) != count(plain.stdout)              # the networks widen for the ESM input

@@ -32,6 +32,7 @@ from bench.docking.pose_diffusion import sample_poses, train_score_model
 from bench.docking.presets import DockingPreset
 from bench.docking.rmsd import success_rates, symmetry_rmsd
 from bench.docking.score_model import TensorProductScoreModel
+from bench.progress import stage
 from bench.train import build_seeded, run_dir_for
 
 PDBBIND_ENV = "DISCO_BENCH_PDBBIND"      # DiffDock's processed layout: <root>/<pdb_id>/<pdb_id>_protein_processed.pdb, ...
@@ -64,13 +65,18 @@ def _survivors(complexes: list[Complex], step: Callable[[Complex], Complex],
     return out
 
 
+def esm_table(path: str) -> dict:
+    """The per-residue ESM embeddings at a user's path ({ESM_ENV}); a missing file is one clear line."""
+    try:
+        return load_esm_embeddings(path)
+    except FileNotFoundError as e:
+        raise DockingDataError(f"ESM embeddings ({ESM_ENV} or esm_path) {path}: file not found") from e
+
+
 def _esm(complexes: list[Complex], path: str | None, failed: dict[str, str]) -> list[Complex]:
     if not path:
         return complexes
-    try:
-        table = load_esm_embeddings(path)
-    except FileNotFoundError as e:   # a user's path: one clear line, not a traceback
-        raise DockingDataError(f"ESM embeddings ({ESM_ENV} or esm_path) {path}: file not found") from e
+    table = esm_table(path)
     width: list[int] = []          # every complex must have the first attached one's width
 
     def attach(c: Complex) -> Complex:
@@ -203,6 +209,7 @@ def confidence_examples(score: TensorProductScoreModel, train: list[Complex], pr
         return _load_examples(done, train)
     shards = run / "confidence_examples"
     n = preset.confidence_samples
+    stage(f"confidence data: {n} DiffDock-S poses of each of {len(train)} training complexes, labelled by RMSD")
     examples: list[ConfidenceExample] = []
     for k, c in enumerate(tqdm(train, desc="confidence data: DiffDock-S samples", disable=not progress)):
         shard = shards / f"{c.name}.npz"

@@ -1,4 +1,5 @@
 """Table 4 presets per scale: data, the three networks, their training and the inference protocol.
+DiffDock-S is baselines/diffdock_s.py's preset; DisCo-DiffDock-S is that score network plus pointer latents.
 
 paper: DiffDock-S / DisCo-DiffDock-S as trained for DisCo-Diff Table 4 (gcorso/disco-diffdock README and
 workdir/*/model_parameters.yml; App. E.5): PDBBind time split, 40 samples, 20 steps (all executed, no
@@ -15,6 +16,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from baselines.diffdock_s import LABEL as DIFFDOCK_S
+from baselines.diffdock_s import PAPER_EPOCHS, PAPER_TRAIN_COMPLEXES, diffdock_s_preset, epochs_to_steps, small_train
 from bench.docking.confidence import ConfidenceModelConfig
 from bench.docking.disco_diffdock import DisCoDiffDockConfig, PriorTrainConfig
 from bench.docking.disco_latents import PointerEncoderConfig
@@ -23,17 +26,8 @@ from bench.docking.pose_diffusion import DockingTrainConfig
 from bench.docking.score_model import ScoreModelConfig
 from bench.train import TrainConfig
 
-DIFFDOCK_S = "DiffDock-S"
 DISCO_DIFFDOCK_S = "DisCo-DiffDock-S"
-PAPER_EPOCHS = 1000                  # n_epochs in both model_parameters.yml
-PAPER_TRAIN_COMPLEXES = 16379        # timesplit_no_lig_overlap_train
-
-# gcorso/disco-diffdock README evaluate commands (tuned on validation; T is temp_sampling, psi temp_psi,
-# s temp_sigma_data), per component tr / rot / tor
-DIFFDOCK_S_TEMPERATURES = SamplingTemperatures(
-    tr=LowTemperature(1.886430780895051, 0.07085125444659945, 0.3617563913086843),
-    rot=LowTemperature(5.659562317960644, 2.686505606141324, 0.7437588205919711),
-    tor=LowTemperature(2.8888668488630156, 4.089493860493927, 0.08897393057297842))
+# gcorso/disco-diffdock README evaluate command for DisCo-DiffDock-S (as baselines/diffdock_s.TEMPERATURES)
 DISCO_DIFFDOCK_S_TEMPERATURES = SamplingTemperatures(
     tr=LowTemperature(1.546842681537956, 1.2685697872473618, 0.8456140350087653),
     rot=LowTemperature(4.005218254154881, 1.2760150490206228, 0.453446580767075),
@@ -84,26 +78,18 @@ class DockingPreset:
         return dataclasses.replace(self, score=score, confidence=conf, encoder=encoder)
 
 
-def _steps(epochs: int, n: int, batch: int) -> int:
-    return epochs * -(-n // batch)
-
-
-def _tiny_trunk(**kw) -> ScoreModelConfig:
-    return ScoreModelConfig.tiny(**kw)
-
-
 def _preset_smoke() -> DockingPreset:
     """CI-sized: three offline complexes that pip installs (no Debian data needed), cut to their pockets, tiny
     networks, a handful of steps, 10-step sampling."""
-    tc = lambda steps, batch, lr=1e-3: TrainConfig(steps=steps, batch_size=batch, lr=lr, log_every=5,  # noqa: E731
-                                                    checkpoint_every=50)
+    base = diffdock_s_preset("smoke")
+    tc = lambda steps, batch: small_train(steps, batch, log_every=5)  # noqa: E731
     return DockingPreset(
         scale="smoke", data="offline", offline_names=("1s3v", "1s2g", "1ia1"), pocket_radius=POCKET_RADIUS,
-        score=_tiny_trunk(), encoder=PointerEncoderConfig.tiny(),
-        score_train=DockingTrainConfig(train=tc(16, 2)), disco_train=DockingTrainConfig(train=tc(16, 2)),
+        score=base.score, encoder=PointerEncoderConfig.tiny(),
+        score_train=base.train, disco_train=DockingTrainConfig(train=tc(16, 2)),
         prior_train=PriorTrainConfig(train=tc(6, 2), freeze_epochs=1, hidden=16),
         confidence=ConfidenceModelConfig.tiny(), confidence_train=tc(6, 2), confidence_samples=2,
-        n_samples=4, inference_steps=10, sample_batch=4)
+        n_samples=4, inference_steps=10, sample_batch=4, diffdock_temperatures=base.temperatures)
 
 
 def _preset_small() -> DockingPreset:
@@ -111,40 +97,39 @@ def _preset_small() -> DockingPreset:
     (~1.6 s a step on one core). In a trial of this preset's DiffDock-S the median sample RMSD fell from ~14 A
     (whole proteins, 120 steps) to 6.4 A at 300 steps and 5.6 A at 600: the translation is learnt, the
     orientation only partly, so top-1 success < 2 A stays rare at this size."""
-    tc = lambda steps, batch, lr=1e-3: TrainConfig(steps=steps, batch_size=batch, lr=lr, log_every=10,  # noqa: E731
-                                                    checkpoint_every=50)
-    trunk = ScoreModelConfig(ns=16, nv=4, num_conv_layers=3, sigma_embed_dim=16, distance_embed_dim=16,
-                             cross_distance_embed_dim=16, batch_norm=False, dropout=0.0)
+    base = diffdock_s_preset("small")
+    tc = lambda steps, batch: small_train(steps, batch, log_every=10)  # noqa: E731
     return DockingPreset(
         scale="small", data="offline", offline_names=None,
-        score=trunk, encoder=PointerEncoderConfig(ns=12, nv=2, hidden=32,
-                                                  trunk=dict(sigma_embed_dim=16, distance_embed_dim=16,
-                                                             cross_distance_embed_dim=16, batch_norm=False,
-                                                             dropout=0.0)),
-        score_train=DockingTrainConfig(train=tc(1500, 4)), disco_train=DockingTrainConfig(train=tc(1500, 4)),
+        score=base.score, encoder=PointerEncoderConfig(ns=12, nv=2, hidden=32,
+                                                       trunk=dict(sigma_embed_dim=16, distance_embed_dim=16,
+                                                                  cross_distance_embed_dim=16, batch_norm=False,
+                                                                  dropout=0.0)),
+        score_train=base.train, disco_train=DockingTrainConfig(train=tc(1500, 4)),
         prior_train=PriorTrainConfig(train=tc(60, 4), freeze_epochs=5, hidden=32),
-        confidence=ConfidenceModelConfig(trunk=trunk, batch_norm=False), confidence_train=tc(30, 4),
-        confidence_samples=4, n_samples=10, sample_batch=10, pocket_radius=POCKET_RADIUS)
+        confidence=ConfidenceModelConfig(trunk=base.score, batch_norm=False), confidence_train=tc(30, 4),
+        confidence_samples=4, n_samples=10, sample_batch=10, pocket_radius=POCKET_RADIUS,
+        diffdock_temperatures=base.temperatures)
 
 
 def _preset_paper() -> DockingPreset:
+    base = diffdock_s_preset("paper")
     n = PAPER_TRAIN_COMPLEXES
     return DockingPreset(
         scale="paper", data="pdbbind", offline_names=None,
-        score=ScoreModelConfig.paper(), encoder=PointerEncoderConfig(),
+        score=base.score, encoder=PointerEncoderConfig(),
         # DiffDock-S: disco-diffdock workdir/diffdockS_score_model (batch 16); DisCo stage 1: batch 24
-        score_train=DockingTrainConfig(train=TrainConfig(steps=_steps(PAPER_EPOCHS, n, 16), batch_size=16, lr=1e-3,
-                                                         checkpoint_every=5000, log_every=500)),
-        disco_train=DockingTrainConfig(train=TrainConfig(steps=_steps(PAPER_EPOCHS, n, 24), batch_size=24, lr=1e-3,
-                                                         checkpoint_every=5000, log_every=500)),
-        prior_train=PriorTrainConfig(train=TrainConfig(steps=_steps(PAPER_EPOCHS, n, 16), batch_size=16, lr=1e-3,
-                                                       checkpoint_every=5000, log_every=500)),
+        score_train=base.train,
+        disco_train=DockingTrainConfig(train=TrainConfig(steps=epochs_to_steps(PAPER_EPOCHS, n, 24), batch_size=24,
+                                                         lr=1e-3, checkpoint_every=5000, log_every=500)),
+        prior_train=PriorTrainConfig(train=TrainConfig(steps=epochs_to_steps(PAPER_EPOCHS, n, 16), batch_size=16,
+                                                       lr=1e-3, checkpoint_every=5000, log_every=500)),
         # paper_confidence_model yml: batch 16, lr 3e-4, 28 poses per complex (7 samples x 4 cache ids)
         confidence=ConfidenceModelConfig.paper(),
-        confidence_train=TrainConfig(steps=_steps(75, n, 16), batch_size=16, lr=3e-4, checkpoint_every=5000,
+        confidence_train=TrainConfig(steps=epochs_to_steps(75, n, 16), batch_size=16, lr=3e-4, checkpoint_every=5000,
                                      log_every=500),
         confidence_samples=28, n_samples=40,
-        diffdock_temperatures=DIFFDOCK_S_TEMPERATURES, disco_temperatures=DISCO_DIFFDOCK_S_TEMPERATURES,
+        diffdock_temperatures=base.temperatures, disco_temperatures=DISCO_DIFFDOCK_S_TEMPERATURES,
         prior_temperature=DISCO_PRIOR_TEMPERATURE)
 
 
@@ -157,5 +142,5 @@ def docking_preset(scale: str) -> DockingPreset:
     return PRESETS[scale]()
 
 
-__all__ = ["DIFFDOCK_S", "DISCO_DIFFDOCK_S", "DIFFDOCK_S_TEMPERATURES", "DISCO_DIFFDOCK_S_TEMPERATURES",
+__all__ = ["DIFFDOCK_S", "DISCO_DIFFDOCK_S", "DISCO_DIFFDOCK_S_TEMPERATURES",
            "DISCO_PRIOR_TEMPERATURE", "DockingPreset", "PRESETS", "docking_preset"]

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 
 from bench import atomic
 from bench.docking.data import DockingDataError, load_split
-from bench.docking.pipeline import (DockingData, MethodResult, diffdock_sampler, disco_sampler,
+from bench.docking.pipeline import (ESM_ENV, DockingData, MethodResult, diffdock_sampler, disco_sampler, esm_table,
                                     evaluate_method, load_docking_data, pdbbind_root, train_models)
 from bench.docking.presets import DIFFDOCK_S, DISCO_DIFFDOCK_S, DockingPreset, docking_preset
 from bench.progress import stage
@@ -46,6 +47,9 @@ def _dry_run(preset: DockingPreset, ctx: RunContext) -> None:
     from bench.docking.disco_diffdock import DisCoDiffDockModel, make_prior
     from bench.docking.score_model import TensorProductScoreModel
 
+    table = _esm_file()
+    if table:
+        preset = preset.with_esm(int(np.asarray(next(iter(table.values()))).shape[-1]))
     # built on the CPU (e3nn's tensor products cannot be built on the meta device); the largest is ~2 M
     parts = {"DiffDock-S score model": lambda: TensorProductScoreModel(preset.score),
              "DisCo denoiser": lambda: DisCoDiffDockModel(preset.disco).score_model,
@@ -60,21 +64,59 @@ def _dry_run(preset: DockingPreset, ctx: RunContext) -> None:
         print(f"  {name}: {tc.steps:,} steps x batch {tc.batch_size}, lr {tc.lr:g}")
     print(f"  inference: {preset.n_samples} samples x {preset.nfe} steps per complex, prior temperature "
           f"{preset.prior_temperature:.3g}")
+    probe = _probe_complexes(preset)
+    if table:
+        _attach_esm(probe, table)
+
+
+def _probe_complexes(preset: DockingPreset) -> list:
+    """Up to three complexes, loaded as a run would load them; for PDBBind, the split's folders are counted."""
+    from bench.docking.data import load_pdbbind_complex, offline_complexes
+
     if preset.data != "pdbbind":
-        return
+        got = offline_complexes(preset.offline_names, warn=False).complexes[:3]
+        print(f"  offline complexes: {', '.join(c.name for c in got) or 'none available'} (first three)")
+        return got
     root = pdbbind_root()
-    from bench.docking.data import load_pdbbind_complex
     for split in ("train", "val", "test", "unseen"):
         ids = load_split(split)
         present = sum((root / i).is_dir() for i in ids)
         print(f"  {split}: {len(ids)} ids, {present} folders under {root}")
-    probe = load_split("test")[:3]
-    for pid in probe:
+    probe = []
+    for pid in load_split("test")[:3]:
         try:
-            c = load_pdbbind_complex(root, pid)
+            probe.append(c := load_pdbbind_complex(root, pid))
             print(f"  {pid}: {c.num_ligand_atoms} ligand atoms, {c.num_residues} residues")
         except DockingDataError as e:
             print(f"  {pid}: FAILS ({e})")
+    return probe
+
+
+def _esm_file() -> dict | None:
+    """With $DISCO_BENCH_ESM set, its embeddings (a missing or malformed file: one line, exit 2), else None."""
+    path = os.environ.get(ESM_ENV)
+    if not path:
+        print(f"  residue input: residue-type embeddings (set {ESM_ENV} to a .pt/.npz of ESM embeddings to add them)")
+        return None
+    table = esm_table(path)
+    if not table:
+        raise DockingDataError(f"ESM embeddings ({ESM_ENV}) {path}: the file holds no embeddings")
+    print(f"  residue input: ESM embeddings from {path}, {len(table):,} entries")
+    return table
+
+
+def _attach_esm(probe: list, table: dict) -> None:
+    """Attach the embeddings to the probe complexes, as a run would, and say what fits."""
+    from bench.docking.data import attach_esm
+
+    width = None
+    for c in probe:
+        try:
+            e = attach_esm([c], table, dim=width)[0].esm
+            width = int(e.shape[1])
+            print(f"    ESM of {c.name}: {e.shape[0]} residues x {e.shape[1]}")
+        except DockingDataError as err:
+            print(f"    ESM of {c.name}: FAILS ({err})")
 
 
 def _prior_heads(prior):
