@@ -145,7 +145,7 @@ def test_smoke_run_writes_its_own_report_and_leaves_committed_files_alone(tmp_pa
 
     from bench.report import render
 
-    shutil.copytree(RESULTS, tmp_path / "results")
+    shutil.copytree(RESULTS, tmp_path / "results", ignore=shutil.ignore_patterns("smoke"))   # what git tracks
     out = tmp_path / "results"
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     write_csv(out / "smoke" / "w2.csv", [_row("DM", "app-f", "seed=0", "w2", 0.25),
