@@ -58,7 +58,7 @@ def test_exact_w2(benchmark, n):
 
 # ------------------------------------------------------------------------------------ images
 from bench.images.model import ImageDiffusionModel, draw_batch  # noqa: E402
-from bench.images.pipeline import SamplerSpec, generate  # noqa: E402
+from bench.images.sampling import SamplerSpec, generate  # noqa: E402
 from bench.images.presets import image_preset  # noqa: E402
 
 

@@ -161,7 +161,7 @@ def test_stochastic_sampler_same_seeds_same_samples_any_batch():
     assert not torch.equal(det, alone)   # the churn noise did act
 
 
-from baselines.edm.preset import RESTART_IMAGENET64  # noqa: E402
+from baselines.edm.sampler import RESTART_IMAGENET64  # noqa: E402
 from bench.diffusion.samplers import restart_sampler  # noqa: E402
 
 # The Restart authors' published ImageNet-64 EDM configuration (README: NFE 203, FID 1.41).

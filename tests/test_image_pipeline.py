@@ -276,7 +276,7 @@ def test_unconditional_disco_trains_and_samples(tmp_path, digits):
                             prior=dataclasses.replace(p.prior, num_classes=0))
     s1 = train_stage1(p, dataclasses.replace(digits, labels=None, num_classes=0), tmp_path, progress=False)
     s2 = train_prior(p, s1, dataclasses.replace(digits, labels=None, num_classes=0), progress=False)
-    from bench.images.pipeline import SamplerSpec, generate
+    from bench.images.sampling import SamplerSpec, generate
 
     g = generate(s1.ema.denoiser, [0, 1, 2], SamplerSpec("euler", 3), img_shape=(1, 8, 8), prior=s2.prior,
                  latent_shape=(p.prior.m, p.prior.k))

@@ -20,8 +20,8 @@ from bench import atomic, plots
 from bench.diffusion.seeds import format_seeds
 from bench.disco.prior import AutoregressivePrior
 from bench.images.model import ImageDiffusionModel
-from bench.images.pipeline import (ImageTensors, SamplerSpec, generate, load_preset_dataset, loss_versus_sigma,
-                                   train_prior, train_stage1)
+from bench.images.pipeline import ImageTensors, load_preset_dataset, loss_versus_sigma, train_prior, train_stage1
+from bench.images.sampling import SamplerSpec, generate
 from bench.images.presets import file_name, image_preset
 from bench.nets import meta_parameter_count
 from bench.nets.vit_encoder import ViTEncoder

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from baselines.edm.preset import RESTART_IMAGENET64
+from baselines.edm.sampler import RESTART_IMAGENET64
 from bench.diffusion.samplers import Stochasticity
 from bench.diffusion.seeds import format_seeds, parse_seeds
 from bench.images.checkpoints import CheckpointError, DenoiserCheckpoint
@@ -58,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from bench import atomic, plots
-    from bench.images.pipeline import SamplerSpec, generate
+    from bench.images.sampling import SamplerSpec, generate
 
     seeds = parse_seeds(args.seeds)
     if args.steps < 1 or args.batch < 1:
