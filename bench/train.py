@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -149,6 +150,7 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
     log = open(run_dir / "log.jsonl", "a", encoding="utf-8") if shard.is_main else None
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda")
     running = reported = None
+    nonfinite = 0       # steps with a non-finite loss (this process)
     try:
         while step < cfg.steps:
             t0 = time.perf_counter()
@@ -159,6 +161,11 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
                 loss = loss_fn(trained, gen, shard)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            # EDM training_loop: nan_to_num on every gradient before the step (nan -> 0, +-inf ->
+            # +-1e5), so one non-finite loss cannot turn the weights NaN for good.
+            for p in model.parameters():
+                if p.grad is not None:
+                    torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
             opt.step()
             if ema is not None:
                 beta = ema_beta(cfg, cur_nimg)
@@ -168,10 +175,21 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
             seconds += time.perf_counter() - t0
             step += 1
             # This rank's running loss; averaged over ranks only when reported (the average of
-            # the ranks' running means is the running mean of the global batch's loss).
-            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            # the ranks' running means is the running mean of the global batch's loss). A
+            # non-finite loss is logged and left out of it.
+            value = loss.item()
+            if not math.isfinite(value):
+                nonfinite += 1
+                stage(f"warning: {desc}: non-finite loss ({value}) at step {step}; its gradients were "
+                      "zeroed (EDM's nan_to_num)", shard.is_main)
+                if log is not None:
+                    log.write(json.dumps({"step": step, "event": "nonfinite_loss", "loss": str(value)}) + "\n")
+            elif running is None:
+                running = value
+            else:
+                running = 0.98 * running + 0.02 * value
             if step % cfg.log_every == 0 or step == cfg.steps:
-                reported = shard.mean(running)
+                reported = shard.mean(math.nan if running is None else running)
                 history.append((step, reported))
                 examples_s = (step - resumed_from) * cfg.batch_size / max(seconds - seconds_at_start, 1e-9)
                 if log is not None:
@@ -186,9 +204,9 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
                 save(ckpt)
             if stop_after is not None and step >= stop_after and step < cfg.steps:
                 save(ckpt)
-                return {"seconds": seconds, "final_loss": shard.mean(running),
-                        "resumed_from": resumed_from,
-                        "cached": False, "stopped_at": step}
+                return {"seconds": seconds, "final_loss": shard.mean(math.nan if running is None else running),
+                        "resumed_from": resumed_from, "cached": False, "stopped_at": step,
+                        "nonfinite_steps": nonfinite}
     finally:
         if log is not None:
             log.close()
@@ -197,7 +215,8 @@ def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
     save(final, final_loss=reported)   # the last step always reports
     if shard.is_main and ckpt.exists():
         ckpt.unlink()
-    return {"seconds": seconds, "final_loss": reported, "resumed_from": resumed_from, "cached": False}
+    return {"seconds": seconds, "final_loss": reported, "resumed_from": resumed_from, "cached": False,
+            "nonfinite_steps": nonfinite}
 
 
 def _restore(module: nn.Module, state: dict, path: Path) -> None:

@@ -5,9 +5,10 @@ recipe and the sampler settings, at the three scales (DESIGN.md "Scales").
   small  Fashion-MNIST zero-padded to 32x32 (stand-in for ImageNet), an ADM sized to train in
          about 30 min on one CPU thread
   paper  ImageNet-64: EDM's published class-conditional ADM (192 x [1,2,3,4], attention at
-         32/16/8) used as is; its training recipe (EDM Table 7 / training/train.py `--cond=1
-         --arch=adm`: batch 4096, lr 2e-4, lr ramp-up 10 Mimg, EMA half-life 50 Mimg, dropout
-         0.10, 2500 Mimg) is what DisCo-Diff fine-tunes with (App. D).
+         32/16/8) used as is; its training recipe (EDM's README for imagenet-64x64-cond-adm:
+         batch 4096, lr 1e-4, lr ramp-up 10 Mimg, EMA half-life 50 Mimg, dropout 0.10,
+         2500 Mimg; the loss summed over pixels, gradients through nan_to_num) is what
+         DisCo-Diff fine-tunes with (App. D), with the EMA ramp-up off as EDM's --transfer sets it.
 
 DisCo-Diff's image presets (bench/images/presets.py) are these plus discrete latents.
 """
@@ -27,9 +28,14 @@ ADM_IMAGENET64_PUBLISHED_PARAMS = 295.90e6
 
 # EDM Table 1 / training/loss.py EDMLoss: log-normal training sigma, sigma_data 0.5 for [-1, 1] images.
 LOSS = EDMLossConfig(P_mean=-1.2, P_std=1.2, sigma_data=0.5)
-IMAGENET64_TRAIN = TrainConfig(steps=2_500_000_000 // 4096, batch_size=4096, lr=2e-4,
+# EDM README, imagenet-64x64-cond-adm: --duration=2500 --batch=4096 --lr=1e-4 --ema=50 --dropout=0.10
+# --augment=0 --fp16=1 --ls=100. training_loop.py steps until cur_nimg >= 2500 Mimg: ceil(2.5e9 / 4096)
+# = 610,352 steps. Precision is ours: bf16 autocast on CUDA (PRECISION), where EDM runs the network in
+# fp16 with loss scaling 100.
+IMAGENET64_TRAIN = TrainConfig(steps=-(-2_500_000_000 // 4096), batch_size=4096, lr=1e-4,
                                lr_rampup_kimg=10_000, ema_halflife_kimg=50_000,
                                checkpoint_every=5000, log_every=100, bf16=True)
+PRECISION = "bf16 autocast on CUDA, fp32 weights (EDM: fp16 network with loss scaling 100)"
 
 @dataclasses.dataclass(frozen=True)
 class EDMPreset:

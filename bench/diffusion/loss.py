@@ -44,9 +44,13 @@ def loss_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
 def edm_loss(D: Denoiser, y: torch.Tensor, cfg: EDMLossConfig,
              generator: Optional[torch.Generator] = None,
              sigma: Optional[torch.Tensor] = None, noise: Optional[torch.Tensor] = None,
-             **cond: Any) -> torch.Tensor:
-    """Per-sample weighted denoising loss, shape [B] (mean over data dimensions).
+             reduce: str = "mean", **cond: Any) -> torch.Tensor:
+    """Per-sample weighted denoising loss, shape [B]: the mean over data dimensions, or with
+    reduce="sum" their sum, which is EDM's image training loss (training_loop.py sums the
+    per-pixel loss and divides by the batch size only: its gradient is C*H*W times the mean's).
     sigma [B] and unit noise [B, ...] are drawn from `generator` unless given."""
+    if reduce not in ("mean", "sum"):
+        raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
     if sigma is None:
         sigma = sample_sigma(cfg, y.shape[0], generator, y.device)
     if noise is None:
@@ -54,4 +58,5 @@ def edm_loss(D: Denoiser, y: torch.Tensor, cfg: EDMLossConfig,
     n = noise * sigma.reshape(-1, *([1] * (y.ndim - 1)))
     D_yn = D(y + n, sigma, **cond)
     w = loss_weight(sigma, cfg.sigma_data)
-    return w * ((D_yn - y) ** 2).flatten(1).mean(1)
+    per_pixel = ((D_yn - y) ** 2).flatten(1)
+    return w * (per_pixel.sum(1) if reduce == "sum" else per_pixel.mean(1))

@@ -105,12 +105,14 @@ class ImageDiffusionModel(nn.Module):
     def forward(self, y: torch.Tensor, class_labels: Optional[torch.Tensor], draw: BatchDraw,
                 loss: EDMLossConfig) -> torch.Tensor:
         """y [B, C, H, W] in [-1, 1], class_labels one-hot [B, label_dim] or None, draw on y's
-        device -> per-sample EDM loss [B] (EDM Eq. 2 with lambda(sigma), DisCo-Diff Eq. 3)."""
+        device -> per-sample EDM loss [B] (EDM Eq. 2 with lambda(sigma), DisCo-Diff Eq. 3), summed
+        over the C*H*W pixels as EDM trains (its gradient scale, which Adam's eps sees); the
+        training step averages it over the batch."""
         cond = {"class_labels": class_labels}
         if self.encoder is not None:
             w = self.latent_weights(y, draw.gumbel, self.cfg.tau)
             cond["latent"] = w * draw.keep.to(w)[:, None, None]      # all-zero rows = null latent
-        return edm_loss(self.denoiser, y, loss, sigma=draw.sigma, noise=draw.noise, **cond)
+        return edm_loss(self.denoiser, y, loss, sigma=draw.sigma, noise=draw.noise, reduce="sum", **cond)
 
     @torch.no_grad()
     def extract_latents(self, y: torch.Tensor, gumbel: torch.Tensor, tau: float = 0.01) -> torch.Tensor:

@@ -174,7 +174,7 @@ def train_prior(preset: ImagePreset, stage1: Stage1, data: ImageDataset, seed: i
 @torch.no_grad()
 def loss_versus_sigma(model: ImageDiffusionModel, tensors: ImageTensors, sigmas: Sequence[float],
                       loss: EDMLossConfig, seed: int, batch: int = 256) -> np.ndarray:
-    """Fig. 7 left / Fig. 10: the training loss (EDM-weighted, DisCo-Diff with its encoder's
+    """Fig. 7 left / Fig. 10: the training loss per pixel (EDM-weighted, DisCo-Diff with its encoder's
     tau = 1 Gumbel sample, no latent dropout) of every image at each fixed sigma, averaged.
     The same noise and Gumbel draws are used for every model (seeded per sigma)."""
     cfg, n, dev = model.cfg, len(tensors.y), tensors.y.device
@@ -192,7 +192,7 @@ def loss_versus_sigma(model: ImageDiffusionModel, tensors: ImageTensors, sigmas:
                              None if gum is None else torch.ones(b, device=dev))
             y, labels = tensors.rows(draw.index)
             total += float(model(y, labels, draw, loss).sum())
-        out.append(total / n)
+        out.append(total / (n * tensors.y[0].numel()))      # per pixel: comparable across resolutions
     return np.array(out)
 
 

@@ -107,6 +107,8 @@ def _disco(label: str, base: EDMPreset) -> ImagePreset:
     unet = dataclasses.replace(base.unet, xattn_dim=c.width,
                                attn_resolutions=tuple(base.unet.attn_resolutions) + parts.extra_attn)
     train = base.recipe if parts.train_steps is None else dataclasses.replace(base.recipe, steps=parts.train_steps)
+    if base.published:   # fine-tuning EDM's network: EDM's --transfer turns the EMA ramp-up off (train.py)
+        train = dataclasses.replace(train, ema_rampup_ratio=None)
     return ImagePreset(label, base.scale, base.dataset, ImageModelConfig(unet, encoder=parts.encoder, context=c),
                        base.loss, train, parts.prior, parts.prior_train, init_from_edm=base.published,
                        sampler_steps=base.sampler_steps)
