@@ -196,6 +196,18 @@ def test_group_hierarchical_latents_reach_only_their_resolution():
         DisCoADMDenoiser(p.model.unet, dataclasses.replace(p.model.context, group_resolutions=(2, 8)))
 
 
+def test_a_latent_group_at_a_resolution_without_attention_heads_is_refused():
+    from bench.disco.image_denoiser import DisCoADMDenoiser
+
+    p = image_preset("DisCo-Diff (hierarchical)", "small")
+    # 16x16 carries 32 channels: at 64 channels per head (EDM's ADM) it has 0 heads, so no cross-
+    # attention, while 8x8 (64 channels) keeps 1 head; the group for 16x16 would change nothing
+    unet = dataclasses.replace(p.model.unet, channel_mult=(1, 2, 4), channels_per_head=64)
+    with pytest.raises(ValueError, match=r"cross-attention only at \[8\]"):
+        DisCoADMDenoiser(unet, p.model.context)
+    DisCoADMDenoiser(unet, dataclasses.replace(p.model.context, m=4, group_resolutions=(8,)))   # 8x8 alone is fine
+
+
 DDP_SCRIPT = """
 import dataclasses, sys, torch
 from bench.distributed import init_from_env

@@ -20,12 +20,20 @@ class DisCoADMDenoiser(nn.Module):
         super().__init__()
         if unet.xattn_dim != context.width:
             raise ValueError(f"U-Net xattn_dim {unet.xattn_dim} must equal the latent context width {context.width}")
-        lowest = unet.img_resolution >> (len(unet.channel_mult) - 1)   # the bottleneck attends too
-        attends = set(unet.attn_resolutions) | {lowest}
-        if not set(context.group_resolutions) <= attends:
+        net = ADMUNet(unet)
+        # Read from the built network: a block has cross-attention only where it has attention
+        # heads (EDM: heads = channels // channels_per_head, which can be 0), so a group sent to a
+        # resolution without any would be accepted and change nothing.
+        attends = sorted({int(name.split("x")[0]) for name, block in {**net.enc, **net.dec}.items()
+                          if getattr(block, "has_xattn", False)})
+        if unet.xattn_dim and not attends:
+            raise ValueError("the U-Net has no cross-attention layer (no block with attention heads): "
+                             f"attn_resolutions {unet.attn_resolutions}, channels_per_head {unet.channels_per_head}")
+        if not set(context.group_resolutions) <= set(attends):
             raise ValueError(f"latent groups go to resolutions {context.group_resolutions}, but the "
-                             f"U-Net has cross-attention only at {sorted(attends)}")
-        self.denoiser = EDMPrecond(ADMUNet(unet), sigma_data)
+                             f"U-Net has cross-attention only at {attends} (a block attends where it has "
+                             f"heads: channels // channels_per_head ({unet.channels_per_head}) >= 1)")
+        self.denoiser = EDMPrecond(net, sigma_data)
         self.context = LatentContext(context)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, latent: torch.Tensor,
