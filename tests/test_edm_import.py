@@ -111,19 +111,21 @@ unet_kwargs = dict(img_resolution=cfg.img_resolution, in_channels=cfg.in_channel
                    num_blocks=cfg.num_blocks, attn_resolutions=list(cfg.attn_resolutions),
                    dropout=cfg.dropout)
 
-def precond(cls_name="EDMPrecond", model_name="DhariwalUNet", record_unet_args=True):
+def precond(cls_name="EDMPrecond", model_name="DhariwalUNet", record_unet_args=True, use_fp16=False,
+            sigma_min=0, sigma_max=float("inf")):
     model = mirror(net, model_name)
     model.label_dropout = 0
     model._init_args, model._init_kwargs = ((), dict(unet_kwargs)) if record_unet_args else (None, None)
     p = edm_class(cls_name)()
     p.img_resolution, p.img_channels, p.label_dim = cfg.img_resolution, cfg.in_channels, cfg.label_dim
-    p.use_fp16, p.sigma_min, p.sigma_max, p.sigma_data = False, 0, float("inf"), sigma_data
+    p.use_fp16, p.sigma_min, p.sigma_max, p.sigma_data = use_fp16, sigma_min, sigma_max, sigma_data
     p.model = model
     model_kwargs = {k: v for k, v in unet_kwargs.items()
                     if k not in ("img_resolution", "in_channels", "out_channels", "label_dim")}
     p._init_args = ()
     p._init_kwargs = dict(img_resolution=cfg.img_resolution, img_channels=cfg.in_channels,
-                          label_dim=cfg.label_dim, use_fp16=False, sigma_data=sigma_data,
+                          label_dim=cfg.label_dim, use_fp16=use_fp16, sigma_min=sigma_min, sigma_max=sigma_max,
+                          sigma_data=sigma_data,
                           model_type=model_name, **model_kwargs)
     return p
 
@@ -144,6 +146,8 @@ dump("net-only.pkl", precond())
 dump("vp.pkl", dict(ema=precond("VPPrecond")))
 dump("songunet.pkl", dict(ema=precond(model_name="SongUNet")))
 dump("precond-args-only.pkl", dict(ema=precond(record_unet_args=False)))
+# as edm-imagenet-64x64-cond-adm.pkl: the network samples in fp16 on CUDA
+dump("fp16.pkl", dict(ema=precond(use_fp16=True, sigma_min=0.002, sigma_max=80.0)))
 
 # Fixture self-check: a plain pickle.load of these files does execute module_src.
 os.environ["FAKE_EDM_MARKER"] = os.path.join(out, "plain-pickle-executed")
@@ -340,3 +344,49 @@ def test_pickle_cross_checks(fake_edm, tmp_path):
         convert(fake_edm / "ema-only.pkl", sigma_data=0.5)
     with pytest.raises(EDMImportError, match="num_blocks"):
         convert(fake_edm / "ema-only.pkl", unet=ADMUNetConfig(**dict(config_dict(CFG), num_blocks=2)))
+
+
+def test_an_fp16_pickle_keeps_use_fp16_and_its_sigma_range(fake_edm, marker, tmp_path):
+    ckpt = convert_edm_pickle(fake_edm / "fp16.pkl")
+    assert (ckpt.use_fp16, ckpt.sigma_min, ckpt.sigma_max) == (True, 0.002, 80.0)
+    plain = convert_edm_pickle(fake_edm / "ema-only.pkl")   # EDM's defaults
+    assert (plain.use_fp16, plain.sigma_min, plain.sigma_max) == (False, 0.0, float("inf"))
+    out = tmp_path / "fp16.pt"
+    assert main([str(fake_edm / "fp16.pkl"), "--out", str(out)]) == 0 and not marker.exists()
+    back = DenoiserCheckpoint.load(out)
+    assert (back.use_fp16, back.sigma_min, back.sigma_max) == (True, 0.002, 80.0)
+    D = back.build_denoiser()
+    assert (D.use_fp16, D.sigma_min, D.sigma_max) == (True, 0.002, 80.0)
+    # on the CPU the network runs in fp32, as EDM's EDMPrecond does off CUDA: same output as without
+    x, sigma = torch.randn(2, CFG.in_channels, CFG.img_resolution, CFG.img_resolution), torch.tensor([0.5, 3.0])
+    labels = torch.eye(CFG.label_dim)[:2] if CFG.label_dim else None
+    fp32 = DenoiserCheckpoint.load(out)
+    fp32.use_fp16 = False
+    with torch.no_grad():
+        assert torch.equal(D(x, sigma, class_labels=labels), fp32.build_denoiser()(x, sigma, class_labels=labels))
+
+
+def test_a_checkpoint_written_before_fp16_was_kept_loads_with_edms_defaults(fake_edm, tmp_path):
+    out = tmp_path / "old.pt"
+    convert_edm_pickle(fake_edm / "ema-only.pkl").save(out)
+    blob = torch.load(out, weights_only=True)
+    for k in ("use_fp16", "sigma_min", "sigma_max"):
+        del blob[k]
+    torch.save(blob, out)
+    old = DenoiserCheckpoint.load(out)
+    assert (old.use_fp16, old.sigma_min, old.sigma_max) == (False, 0.0, float("inf"))
+
+
+@pytest.mark.gpu
+def test_fp16_network_on_cuda_is_close_to_fp32(fake_edm):
+    ckpt = convert_edm_pickle(fake_edm / "fp16.pkl")
+    D16 = ckpt.build_denoiser().cuda()
+    ckpt.use_fp16 = False
+    D32 = ckpt.build_denoiser().cuda()
+    x = torch.randn(4, CFG.in_channels, CFG.img_resolution, CFG.img_resolution, device="cuda")
+    sigma = torch.tensor([0.01, 0.5, 3.0, 40.0], device="cuda")
+    labels = torch.eye(CFG.label_dim, device="cuda")[:4] if CFG.label_dim else None
+    with torch.no_grad():
+        a, b = D16(x, sigma, class_labels=labels), D32(x, sigma, class_labels=labels)
+    assert a.dtype == torch.float32 and not torch.equal(a, b)
+    torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)

@@ -37,6 +37,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import pickle
 import zipfile
 from pathlib import Path
@@ -72,6 +73,9 @@ class EDMNetwork:
     sigma_data: float
     denoiser: dict[str, torch.Tensor]   # state dict of EDMPrecond(ADMUNet(unet))
     source: str                         # the file it came from, with its sha256
+    use_fp16: bool = False              # EDMPrecond.use_fp16: the network samples in fp16 on CUDA
+    sigma_min: float = 0.0              # EDMPrecond's supported noise range (generate.py clamps to it)
+    sigma_max: float = math.inf
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,7 +313,13 @@ def convert_edm_pickle(path: Path, data: Any = None) -> EDMNetwork:
     state: dict[str, torch.Tensor] = {}
     _collect_state(net, "", state)
     source = f"EDM pickle {path.name} ['ema'] sha256:{_sha256(path)[:16]}"
-    return _checkpoint(cfg, float(st["sigma_data"]), state, "model.", source, path)
+    got = _checkpoint(cfg, float(st["sigma_data"]), state, "model.", source, path)
+    try:   # EDMPrecond's own attributes, with EDM's defaults where an old pickle lacks them
+        return dataclasses.replace(got, use_fp16=bool(st.get("use_fp16", False)),
+                                   sigma_min=float(st.get("sigma_min", 0.0)),
+                                   sigma_max=float(st.get("sigma_max", math.inf)))
+    except (TypeError, ValueError) as e:
+        raise EDMImportError(f"{path}: EDMPrecond's use_fp16 / sigma_min / sigma_max are malformed ({e})") from e
 
 
 def load_unet_config(path: Path) -> ADMUNetConfig:

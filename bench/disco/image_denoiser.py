@@ -16,7 +16,8 @@ from bench.nets.adm_unet import ADMUNet, ADMUNetConfig
 
 
 class DisCoADMDenoiser(nn.Module):
-    def __init__(self, unet: ADMUNetConfig, context: LatentContextConfig, sigma_data: float = 0.5):
+    def __init__(self, unet: ADMUNetConfig, context: LatentContextConfig, sigma_data: float = 0.5,
+                 **precond):   # EDMPrecond's use_fp16 / sigma_min / sigma_max
         super().__init__()
         if unet.xattn_dim != context.width:
             raise ValueError(f"U-Net xattn_dim {unet.xattn_dim} must equal the latent context width {context.width}")
@@ -33,7 +34,7 @@ class DisCoADMDenoiser(nn.Module):
             raise ValueError(f"latent groups go to resolutions {context.group_resolutions}, but the "
                              f"U-Net has cross-attention only at {attends} (a block attends where it has "
                              f"heads: channels // channels_per_head ({unet.channels_per_head}) >= 1)")
-        self.denoiser = EDMPrecond(net, sigma_data)
+        self.denoiser = EDMPrecond(net, sigma_data, **precond)
         self.context = LatentContext(context)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, latent: torch.Tensor,

@@ -11,10 +11,13 @@ Layout (all plain Python containers and tensors):
   denoiser    state dict of EDMPrecond(ADMUNet) (keys "net.*"), or of DisCoADMDenoiser
   prior       {"config": ARPriorConfig dict, "state": state dict}, or None
   source      free text: where the weights came from (e.g. the EDM pickle's name, a run dir)
+  use_fp16, sigma_min, sigma_max
+              EDM's EDMPrecond attributes (an imported network keeps what its pickle says)
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -40,6 +43,9 @@ class DenoiserCheckpoint:
     prior_config: Any = None                   # ARPriorConfig or None
     prior: Optional[dict[str, torch.Tensor]] = None
     source: str = ""
+    use_fp16: bool = False                     # EDM's EDMPrecond.use_fp16 (network in fp16 on CUDA)
+    sigma_min: float = 0.0                     # the network's supported noise range (EDMPrecond)
+    sigma_max: float = math.inf
 
     def save(self, path: Path) -> Path:
         return atomic.save_torch(Path(path), {
@@ -48,7 +54,8 @@ class DenoiserCheckpoint:
             "denoiser": self.denoiser,
             "prior": ({"config": config_dict(self.prior_config), "state": self.prior}
                       if self.prior is not None else None),
-            "source": self.source})
+            "source": self.source, "use_fp16": bool(self.use_fp16), "sigma_min": float(self.sigma_min),
+            "sigma_max": float(self.sigma_max)})
 
     @classmethod
     def load(cls, path: Path) -> "DenoiserCheckpoint":
@@ -74,7 +81,10 @@ class DenoiserCheckpoint:
                        denoiser=blob["denoiser"],
                        context=LatentContextConfig(**blob["context"]) if blob.get("context") else None,
                        prior_config=ARPriorConfig(**prior["config"]) if prior else None,
-                       prior=prior["state"] if prior else None, source=blob.get("source", ""))
+                       prior=prior["state"] if prior else None, source=blob.get("source", ""),
+                       # absent in checkpoints written before these were kept: EDM's defaults
+                       use_fp16=bool(blob.get("use_fp16", False)), sigma_min=float(blob.get("sigma_min", 0.0)),
+                       sigma_max=float(blob.get("sigma_max", math.inf)))
         except (KeyError, TypeError) as e:
             raise CheckpointError(f"{path}: malformed checkpoint ({e!r})") from e
 
@@ -84,8 +94,9 @@ class DenoiserCheckpoint:
         from bench.disco.image_denoiser import DisCoADMDenoiser
         from bench.nets.adm_unet import ADMUNet
 
-        model = (DisCoADMDenoiser(self.unet, self.context, self.sigma_data) if self.context is not None
-                 else EDMPrecond(ADMUNet(self.unet), self.sigma_data))
+        precond = dict(use_fp16=self.use_fp16, sigma_min=self.sigma_min, sigma_max=self.sigma_max)
+        model = (DisCoADMDenoiser(self.unet, self.context, self.sigma_data, **precond) if self.context is not None
+                 else EDMPrecond(ADMUNet(self.unet), self.sigma_data, **precond))
         _load_strict(model, self.denoiser, "denoiser")
         return model.eval().requires_grad_(False)
 

@@ -17,7 +17,8 @@ from bench.images.checkpoints import CheckpointError, DenoiserCheckpoint
 
 def as_checkpoint(net: EDMNetwork) -> DenoiserCheckpoint:
     """A baseline (latent-free) sampling checkpoint of EDM's network."""
-    return DenoiserCheckpoint(unet=net.unet, sigma_data=net.sigma_data, denoiser=net.denoiser, source=net.source)
+    return DenoiserCheckpoint(unet=net.unet, sigma_data=net.sigma_data, denoiser=net.denoiser, source=net.source,
+                              use_fp16=net.use_fp16, sigma_min=net.sigma_min, sigma_max=net.sigma_max)
 
 
 def convert_edm_pickle(path: Path, data: Any = None) -> DenoiserCheckpoint:
@@ -60,7 +61,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     c = ckpt.unet
     print(f"imported {ckpt.source}: {n_params / 1e6:.2f}M parameters, "
           f"{c.img_resolution}x{c.img_resolution}x{c.in_channels}, label_dim={c.label_dim}, "
-          f"sigma_data={ckpt.sigma_data:g} -> {args.out}")
+          f"sigma_data={ckpt.sigma_data:g}, use_fp16={ckpt.use_fp16}, sigma range [{ckpt.sigma_min:g}, "
+          f"{ckpt.sigma_max:g}] -> {args.out}")
     return 0
 
 
