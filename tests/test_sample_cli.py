@@ -152,3 +152,20 @@ def test_sampler_spec_refuses_settings_it_would_ignore():
     with pytest.raises(ValueError, match="discrete latents"):
         generate(lambda x, s, **c: x, [0], SamplerSpec("heun", 2, temperature=0.5), img_shape=(1, 2, 2))
     assert isinstance(r, RestartConfig)
+
+
+def test_fp16_and_the_network_sigma_range_are_the_checkpoints_unless_overridden(tmp_path):
+    path = _checkpoint(tmp_path / "fp16.pt")
+    ck = DenoiserCheckpoint.load(path)
+    ck.use_fp16, ck.sigma_min, ck.sigma_max = True, 0.002, 1.0    # as an imported EDM pickle might say
+    ck.save(path)
+    code, narrow = _run(path, tmp_path / "a.npz", "--steps", "3")   # fp16 is a CUDA matter: on CPU fp32, as EDM
+    assert code == 0
+    code, wide = _run(path, tmp_path / "b.npz", "--steps", "3", "--net-sigma-range", "0", "inf")
+    assert code == 0 and not np.array_equal(narrow, wide)          # the clamp to [0.002, 1] acted; off here
+    code, _ = _run(path, tmp_path / "c.npz", "--steps", "3", "--fp16")
+    assert code == 2 and not (tmp_path / "c.npz").exists()          # fp16 on the CPU would be ignored: refused
+    code, same = _run(path, tmp_path / "d.npz", "--steps", "3", "--no-fp16")
+    assert code == 0 and np.array_equal(same, narrow)
+    code, _ = _run(path, tmp_path / "e.npz", "--net-sigma-range", "2", "1")
+    assert code == 2

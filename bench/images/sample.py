@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma-min", type=float, default=0.002)
     p.add_argument("--sigma-max", type=float, default=80.0)
     p.add_argument("--rho", type=float, default=7.0)
+    p.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the network in fp16 (CUDA only, as EDM's use_fp16); default: what the checkpoint "
+                        "says (an imported EDM network keeps its pickle's use_fp16)")
+    p.add_argument("--net-sigma-range", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="the noise range the network supports, to which the grid is clamped (as EDM's "
+                        "generate.py); default: the checkpoint's (an imported network keeps its pickle's); "
+                        "'0 inf' turns the clamp off")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=None,
@@ -155,6 +162,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.temperature is not None:
         spec = dataclasses.replace(spec, temperature=args.temperature)
     spec = dataclasses.replace(spec, cfg=args.cfg)
+    if args.fp16 and args.device != "cuda":
+        raise ValueError("--fp16 runs the network in fp16 on CUDA only (as EDM's EDMPrecond): use --device cuda")
+    if args.fp16 is not None:
+        ckpt.use_fp16 = args.fp16
+    if args.net_sigma_range is not None:
+        lo, hi = args.net_sigma_range
+        if not 0 <= lo < hi:
+            raise ValueError(f"--net-sigma-range needs 0 <= MIN < MAX, got {lo:g} {hi:g}")
+        ckpt.sigma_min, ckpt.sigma_max = lo, hi
     device = torch.device(args.device)
     denoiser = ckpt.build_denoiser().to(device)
     prior = ckpt.build_prior()
