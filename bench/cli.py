@@ -12,7 +12,7 @@ from bench.provenance import REPO_ROOT, git_sha
 from bench.registry import SCALES, RunContext, load_all, with_siblings
 
 COMMANDS = ("list", "all", "report")
-TOOLS = ("import-edm", "sample")   # commands with their own flags (see --help of each)
+TOOLS = ("import-edm", "sample", "fid")   # commands with their own flags (see --help of each)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -29,7 +29,7 @@ def build_parser() -> ArgumentParser:
                        description="DisCo-Bench: reproduce DisCo-Diff's tables and figures.")
     p.add_argument("command", choices=list(COMMANDS) + harnesses, metavar="COMMAND",
                    help="list | all | report | a harness: " + ", ".join(harnesses)
-                   + ". Also: import-edm SRC --out CKPT, sample --checkpoint CKPT ... (own --help)")
+                   + ". Also: import-edm SRC --out CKPT, sample --checkpoint CKPT ..., fid A B (own --help)")
     p.add_argument("--scale", choices=SCALES, default="smoke", help="smoke (CI), small (CPU), paper (GPUs)")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "results", help="results root (default: results/)")
     p.add_argument("--cache", type=Path, default=REPO_ROOT / "runs",
@@ -108,6 +108,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from bench.images.sample import main as sample
 
         return sample(argv[1:])
+    if argv and argv[0] == "fid":
+        from bench.images.fid_cli import main as fid
+
+        return fid(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "list":
         return _list()
