@@ -5,7 +5,9 @@ Runs the whole image pipeline on the scale's preset: stage 1 for both models, Di
 stage 2 (latents at tau = 0.01, autoregressive prior), then the loss of held-out images at fixed
 sigmas (same noise and Gumbel draws for both), and a sample grid per model (Heun, per-sample
 seeds, counted NFE). The `setting` "ImageNet-64" names the paper's panel; the `dataset` column
-says what was actually used (a stand-in below paper scale).
+says what was actually used (a stand-in below paper scale): the training set, and for the loss
+rows the held-out set (at paper scale ImageNet's validation set if $DISCO_BENCH_IMAGENET64_VAL
+names one, else the training zip's last 10,000 images, which training then never reads).
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from bench import atomic, plots
 from bench.diffusion.seeds import format_seeds
 from bench.disco.prior import AutoregressivePrior
 from bench.images.model import ImageDiffusionModel
-from bench.images.pipeline import ImageTensors, load_preset_dataset, loss_versus_sigma, train_prior, train_stage1
+from bench.images.pipeline import (ImageTensors, held_out_description, load_preset_dataset, loss_versus_sigma,
+                                   memory_plan, train_prior, train_stage1)
 from bench.images.sampling import SamplerSpec, generate
 from bench.images.presets import file_name, image_preset
 from bench.nets import meta_parameter_count
@@ -54,6 +57,9 @@ def figure10(ctx: RunContext) -> list[Row]:
             plan = (f"{p.train.steps:,} steps x batch {p.train.batch_size}" if p.train.steps else
                     "no training: EDM's published network is used as is (set DISCO_BENCH_EDM64)")
             print(f"{p.label} [{p.scale}]: data {p.dataset}; parameters: {counts}; {plan}")
+            if p.train.steps:
+                print("\n".join("  " + line for line in memory_plan(p, ctx.shard.world)))
+        print(f"held-out loss (Fig. 10) on: {held_out_description(presets[0])}")
         if ctx.scale == "paper":
             print(f"EDM's ImageNet-64 ADM: {ADM_IMAGENET64_PUBLISHED_PARAMS / 1e6:.2f} M parameters published "
                   "(EDM paper, Table 7); ours is the 'EDM' denoiser above")
@@ -63,7 +69,10 @@ def figure10(ctx: RunContext) -> list[Row]:
     train_data = load_preset_dataset(presets[0], "train")
     test_data = load_preset_dataset(presets[0], "test")
     n_eval = min(N_EVAL[ctx.scale], len(test_data))
+    stage(f"figure10 [{ctx.scale}]: training on {train_data.name} ({len(train_data):,} images"
+          f"{', streamed' if train_data.streamed else ''}); held-out loss on {test_data.name}", ctx.shard.is_main)
     common = dict(scale=ctx.scale, dataset=train_data.name, device=device_name(ctx.device), git_sha=git_sha())
+    held_out = dict(common, dataset=test_data.name)   # the loss rows: measured on held-out images
     rows: list[Row] = []
     curves: dict[str, np.ndarray] = {}
     for p in presets:
@@ -94,10 +103,10 @@ def figure10(ctx: RunContext) -> list[Row]:
         curves[p.label] = curve
         for s, v in zip(SIGMAS, curve):
             rows.append(Row("figure10", "", p.label, VARIANT, f"sigma={s:.4g}", "loss", float(v),
-                            n_samples=n_eval, seeds=str(ctx.seed), seconds=time.perf_counter() - t1, **common))
+                            n_samples=n_eval, seeds=str(ctx.seed), seconds=time.perf_counter() - t1, **held_out))
         for metric, sel in (("loss_high_sigma", SIGMAS >= HIGH_SIGMA), ("loss_low_sigma", SIGMAS <= LOW_SIGMA)):
             rows.append(Row("figure10", "", p.label, VARIANT, PANEL, metric, float(curve[sel].mean()),
-                            n_samples=n_eval, seeds=str(ctx.seed), **common))
+                            n_samples=n_eval, seeds=str(ctx.seed), **held_out))
         seeds = list(range(N_SAMPLES[ctx.scale]))
         u = p.model.unet
         stage(f"figure10 [{ctx.scale}]: sampling {len(seeds)} images from {p.label} ({p.sampler_steps} Heun steps)")
