@@ -83,6 +83,21 @@ def run_dir_for(cache: Path, name: str, model_config: Any, train_config: TrainCo
     return Path(cache) / f"{name}-{key}"
 
 
+def checkpoint_step(run_dir: Path) -> int:
+    """The step `fit` resumes run_dir from: its checkpoint.pt's "step", read with mmap so the
+    weights stay on disk; 0 for a fresh or finished run. An unreadable checkpoint reads as 0 here;
+    fit then refuses it with its own error. (A data sampler that is a function of the step starts
+    there, so resuming never replays the data.)"""
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "checkpoint.pt"
+    if (run_dir / "model.pt").exists() or not ckpt.exists():
+        return 0
+    try:
+        return int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["step"])
+    except Exception:
+        return 0
+
+
 def fit(model: nn.Module, loss_fn: LossFn, cfg: TrainConfig, run_dir: Path,
         model_config: Any, desc: str = "train", progress: bool = True,
         stop_after: Optional[int] = None, ema: Optional[nn.Module] = None,

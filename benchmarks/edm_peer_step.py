@@ -59,7 +59,7 @@ def main() -> int:
         net = ours if name == "ours" else edm
         t0 = time.perf_counter()
         if name == "ours":     # bench.images.pipeline's loss_fn
-            draw = draw_batch(ours.cfg, loss_cfg, args.batch, args.batch, gen)
+            draw = draw_batch(ours.cfg, loss_cfg, args.batch, gen)
             loss = ours(y, labels, draw, loss_cfg).mean()
         else:                  # EDM training_loop: loss.sum().mul(loss_scaling / batch_gpu_total)
             loss = edm_loss(net=edm, images=y, labels=labels).sum().mul(1 / args.batch)

@@ -33,7 +33,7 @@ def test_image_training_gradient_is_edms_sum_over_pixels():
     model = ImageDiffusionModel(cfg).double()
     loss = EDMLossConfig()
     gen = torch.Generator().manual_seed(1)
-    draw = draw_batch(cfg, loss, n_data=8, batch=4, generator=gen)
+    draw = draw_batch(cfg, loss, batch=4, generator=gen)
     draw.noise, draw.sigma = draw.noise.double(), draw.sigma.double()
     y = torch.rand(4, 3, 16, 16, dtype=torch.float64, generator=gen) * 2 - 1
     labels = torch.eye(10, dtype=torch.float64)[torch.tensor([0, 3, 3, 9])]

@@ -15,8 +15,9 @@ from bench.data.images import (DatasetError, EDMImages, GlobalBatchSampler, Imag
                                load_digits_standin, load_edm_dataset, write_edm_zip)
 from bench.distributed import Shard
 from bench.images.pipeline import (IMAGENET64_ENV, IMAGENET64_VAL_ENV, ImageTensors, LoaderConfig, TrainingBatches,
-                                   extract_latents, load_preset_dataset, resume_step, to_model_input, train_stage1)
+                                   extract_latents, load_preset_dataset, to_model_input, train_stage1)
 from bench.images.presets import image_preset
+from bench.train import checkpoint_step
 
 
 def _random_set(n=12, res=8, channels=3, labels=True, seed=0):
@@ -139,12 +140,12 @@ def test_float_conversion_is_edms_and_as_before():
     assert np.array_equal(y.numpy(), ImageDataset("x", x.numpy(), None).as_float())   # bit for bit
 
 
-def test_resume_step_reads_the_checkpoints_step_only(tmp_path):
-    assert resume_step(tmp_path) == 0
+def test_checkpoint_step_reads_the_checkpoints_step_only(tmp_path):
+    assert checkpoint_step(tmp_path) == 0
     atomic.save_torch(tmp_path / "checkpoint.pt", {"model": {"w": torch.zeros(1000)}, "step": 17})
-    assert resume_step(tmp_path) == 17
+    assert checkpoint_step(tmp_path) == 17
     (tmp_path / "model.pt").write_bytes(b"x")        # finished: nothing to resume
-    assert resume_step(tmp_path) == 0
+    assert checkpoint_step(tmp_path) == 0
 
 
 def _imagenet_like(tmp_path, n, name):

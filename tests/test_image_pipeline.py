@@ -235,8 +235,12 @@ def test_two_process_gloo_ddp_matches_one_process(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    # Equal up to float rounding: DDP averages the two halves' gradients in another order than one
+    # process sums the batch, and Adam's m / sqrt(v) turns that rounding on near-zero gradients into
+    # differences of ~2e-5 after 4 steps at lr 1e-3 (EDM's loss, summed over the 64 pixels, makes the
+    # gradients large beside Adam's eps, which damped it under the per-pixel mean: atol was 1e-5).
     for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
+        assert torch.allclose(a[k], b[k], atol=5e-5, rtol=1e-4), k
     assert any(not torch.equal(a[k], torch.zeros_like(a[k])) for k in a)
 
 

@@ -52,39 +52,35 @@ class ImageModelConfig:
 
 @dataclasses.dataclass
 class BatchDraw:
-    """The randomness of one global training batch (every tensor [B, ...])."""
-    index: torch.Tensor             # [B] dataset rows
+    """The randomness of one global training batch (every tensor [B, ...]). Which images form the
+    batch is the data sampler's (bench.data.images.GlobalBatchSampler), not drawn here."""
     sigma: torch.Tensor             # [B] noise levels
     noise: torch.Tensor             # [B, C, H, W] unit Gaussian noise
     gumbel: Optional[torch.Tensor]  # [B, m, k] Gumbel(0, 1) noise, DisCo-Diff only
     keep: Optional[torch.Tensor]    # [B] 1 = keep the latents, 0 = null latent
 
-    def _map(self, f, index: bool = True) -> "BatchDraw":
+    def _map(self, f) -> "BatchDraw":
         g = lambda t: None if t is None else f(t)  # noqa: E731
-        return BatchDraw(g(self.index) if index else self.index, g(self.sigma), g(self.noise),
-                         g(self.gumbel), g(self.keep))
+        return BatchDraw(g(self.sigma), g(self.noise), g(self.gumbel), g(self.keep))
 
     def take(self, shard) -> "BatchDraw":
         """This process's rows of the global batch."""
         return self._map(shard.take)
 
     def to(self, device: torch.device) -> "BatchDraw":
-        """Move the draws to `device`; the dataset rows (index) stay on the CPU."""
-        return self._map(lambda t: t.to(device), index=False)
+        return self._map(lambda t: t.to(device))
 
 
-def draw_batch(cfg: ImageModelConfig, loss: EDMLossConfig, n_data: int, batch: int,
-               generator: torch.Generator) -> BatchDraw:
+def draw_batch(cfg: ImageModelConfig, loss: EDMLossConfig, batch: int, generator: torch.Generator) -> BatchDraw:
     """All random draws of one step, in a fixed order, on the CPU (device-independent)."""
     u = cfg.unet
-    index = torch.randint(n_data, (batch,), generator=generator)
     sigma = sample_sigma(loss, batch, generator)
     noise = torch.randn(batch, u.in_channels, u.img_resolution, u.img_resolution, generator=generator)
     gumbel = keep = None
     if cfg.disco:
         gumbel = gumbel_noise(torch.Size([batch, cfg.encoder.m, cfg.encoder.k]), generator)
         keep = (torch.rand(batch, generator=generator) >= cfg.latent_dropout).float()
-    return BatchDraw(index, sigma, noise, gumbel, keep)
+    return BatchDraw(sigma, noise, gumbel, keep)
 
 
 class ImageDiffusionModel(nn.Module):

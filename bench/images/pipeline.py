@@ -35,7 +35,7 @@ from bench.images.presets import ImagePreset, file_name
 from bench.nets import meta_parameter_count
 from bench.nets.adm_unet import load_edm_state_dict
 from bench.progress import stage
-from bench.train import build_seeded, fit, run_dir_for
+from bench.train import build_seeded, checkpoint_step, fit, run_dir_for
 
 IMAGENET64_ENV = "DISCO_BENCH_IMAGENET64"   # path to EDM's imagenet-64x64.zip (dataset_tool.py)
 IMAGENET64_VAL_ENV = "DISCO_BENCH_IMAGENET64_VAL"   # optional: ImageNet's validation set, same format
@@ -44,7 +44,8 @@ IMAGENET64_TRAIN_IMAGES = 1_281_167   # ImageNet-1k's training set (for the dry 
 STANDIN_TRAIN_IMAGES = {"digits": 1500, "fashion-mnist": 60_000}   # load_preset_dataset's "train" splits
 DATA_WORKERS_ENV = "DISCO_BENCH_DATA_WORKERS"   # DataLoader worker processes (default: see LoaderConfig)
 # Stage 1's reading order, part of its cache key (a change of order is a different training run).
-DATA_ORDER = "InfiniteOrder: laps of seeded permutations, global batch = next batch_size positions"
+DATA_ORDER = ("InfiniteOrder: laps of seeded permutations, global batch = next batch_size positions; "
+              "the step generator draws no rows")
 EDM64_CHECKPOINT_ENV = "DISCO_BENCH_EDM64"   # EDM's pre-trained network, converted by import-edm
 
 
@@ -184,20 +185,6 @@ class TrainingBatches:
         self._it = None   # the iterator's finaliser stops its workers
 
 
-def resume_step(run_dir: Path) -> int:
-    """The step bench.train.fit resumes `run_dir` from: its checkpoint.pt's "step", read with mmap
-    so the weights stay on disk; 0 for a fresh run (a finished one trains nothing). An unreadable
-    checkpoint reads as 0 here; fit then refuses it with its own error."""
-    run_dir = Path(run_dir)
-    ckpt = run_dir / "checkpoint.pt"
-    if (run_dir / "model.pt").exists() or not ckpt.exists():
-        return 0
-    try:
-        return int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["step"])
-    except Exception:
-        return 0
-
-
 def memory_plan(preset: ImagePreset, world: int = 1, loader: Optional[LoaderConfig] = None) -> list[str]:
     """Stage 1's memory per rank, in lines, for --dry-run: the resident data (uint8; for a
     streamed dataset the loader's prefetch and the index), the batch on the device, and the
@@ -281,12 +268,11 @@ def train_stage1(preset: ImagePreset, data: ImageSet, cache: Path, seed: int = 0
            "init": "edm" if init is not None else "scratch"}
     run = run_dir_for(Path(cache) / "images", f"{file_name(preset.label).lower().replace('_', '-')}-{preset.scale}", key, tcfg)
     batches = TrainingBatches(data, tcfg.batch_size, tcfg.seed, shard, device, preset.model.unet.label_dim,
-                              start_step=resume_step(run), loader=loader)
+                              start_step=checkpoint_step(run), loader=loader)
 
     def loss_fn(m: nn.Module, gen: torch.Generator, sh: Shard) -> torch.Tensor:
-        # draw_batch's first draw, `index` (rows with replacement), goes unused: the rows are the
-        # sampler's. Its other draws (sigma, noise, Gumbel, latent dropout) are the step's as before.
-        draw = draw_batch(preset.model, preset.loss, len(data), tcfg.batch_size, gen).take(sh).to(device)
+        # the images are the sampler's; the step's generator draws sigma, noise, Gumbel and dropout
+        draw = draw_batch(preset.model, preset.loss, tcfg.batch_size, gen).take(sh).to(device)
         y, labels = batches.next()
         return m(y, labels, draw, preset.loss).mean()
 
@@ -367,10 +353,9 @@ def loss_versus_sigma(model: ImageDiffusionModel, tensors: ImageTensors, sigmas:
         for i in range(0, n, batch):
             sl = slice(i, min(i + batch, n))
             b = sl.stop - sl.start
-            draw = BatchDraw(torch.arange(sl.start, sl.stop), torch.full((b,), float(s), device=dev),
-                             noise[sl].to(dev), None if gum is None else gum[sl].to(dev),
-                             None if gum is None else torch.ones(b, device=dev))
-            y, labels = tensors.rows(draw.index)
+            draw = BatchDraw(torch.full((b,), float(s), device=dev), noise[sl].to(dev),
+                             None if gum is None else gum[sl].to(dev), None if gum is None else torch.ones(b, device=dev))
+            y, labels = tensors.rows(torch.arange(sl.start, sl.stop))
             total += float(model(y, labels, draw, loss).sum())
         out.append(total / (n * tensors.y[0].numel()))      # per pixel: comparable across resolutions
     return np.array(out)
