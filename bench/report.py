@@ -228,8 +228,9 @@ def _report(out: Path, scales: list[str], harnesses, ran: dict, verdicts: dict[s
                 if top else ""), "", "## Harnesses", "", _md(pd.DataFrame([
                  {"harness": f"`{label}`", "reproduces": h.reproduces,
                   "status": "built" if h.built else f"not built yet ({h.issue})",
-                  "results": ", ".join(f"[{s}]({link.format(s=s)}{label}.md)" for s in scales
-                                       if label in ran.get(s, {})) or "—"}
+                  "results (code they were made with)": ", ".join(   # a reviewer sees which results predate the code
+                      f"[{s}]({link.format(s=s)}{label}.md) (git {', '.join(sorted({r.git_sha[:7] for r in ran[s][label]}))})"
+                      for s in scales if label in ran.get(s, {})) or "—"}
                  for label, h in harnesses.items()]))]
     for scale in (s for s in scales if s in verdicts):
         v = verdicts[scale]
