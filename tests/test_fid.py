@@ -304,7 +304,7 @@ def fake_persistence(monkeypatch, tmp_path):
     marker = tmp_path / "executed"
     tu, per = types.ModuleType("torch_utils"), types.ModuleType("torch_utils.persistence")
 
-    def _reconstruct_persistent_obj(meta):   # never called here: the SafeUnpickler replaces it
+    def _reconstruct_persistent_obj(meta):   # never called here: the RestrictedUnpickler replaces it
         raise AssertionError("real reconstruct called")
     _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
     _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"

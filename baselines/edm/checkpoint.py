@@ -11,13 +11,13 @@ What an EDM pickle holds (NVlabs/edm, commit 0a2ff34):
     `torch_utils.persistence._reconstruct_persistent_obj(meta)` with
     `meta = dict(type='class', version=6, module_src=<source of the whole module>,
     class_name=<e.g. 'EDMPrecond'>, state=<obj.__dict__>)`. A normal unpickle *exec()s module_src*;
-    here that function is replaced by `_reconstruct_persistent_obj` below, which only records
+    here that function is replaced by bench/safe_pickle.py's `_reconstruct_persistent_obj`, which only records
     `class_name` and `state`. The decorator also stores the constructor arguments in the state as
     `_init_args` (tuple) and `_init_kwargs` (dict), or None when `_record_init_args` is False.
   * `state` is a torch.nn.Module `__dict__`: `_parameters`, `_buffers` (OrderedDicts, values may
     be None), `_non_persistent_buffers_set`, `_modules`, hook dicts, plus plain attributes.
     `DhariwalUNet.enc`/`.dec` are plain `torch.nn.ModuleDict`s (pickled by class reference, NEWOBJ +
-    BUILD); they become `TorchModuleRecord`s here.
+    BUILD); they become `ModuleRecord`s here.
   * Tensors reduce to `torch._utils._rebuild_tensor_v2` / `_rebuild_parameter` over a storage
     pickled as `torch.storage._load_from_bytes(<legacy torch.save bytes>)`, whose torch version
     calls `torch.load(..., weights_only=False)`; here it is replaced by a `weights_only=True` load
@@ -31,11 +31,8 @@ What an EDM pickle holds (NVlabs/edm, commit 0a2ff34):
 """
 from __future__ import annotations
 
-import _compat_pickle
-import collections
 import dataclasses
 import hashlib
-import io
 import json
 import math
 import pickle
@@ -46,6 +43,7 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 
 from bench.diffusion.preconditioning import EDMPrecond
+from bench.safe_pickle import ModuleRecord, PersistentRecord, PickleRefused, RestrictedUnpickler
 from bench.nets.adm_unet import ADMUNet, ADMUNetConfig, EDMStateDictError, load_edm_state_dict
 
 SUPPORTED = "only EDMPrecond + DhariwalUNet (ADM) is supported"
@@ -78,124 +76,14 @@ class EDMNetwork:
     sigma_max: float = math.inf
 
 
-# ---------------------------------------------------------------------------------------------
-# Harmless stand-ins for the globals an EDM pickle references.
-
-@dataclasses.dataclass
-class PersistentRecord:
-    """What `_reconstruct_persistent_obj(meta)` would have rebuilt, as inert data."""
-    class_name: str
-    state: dict[str, Any]
-    version: Any = None
-
-
-class TorchModuleRecord:
-    """Stand-in for a plain torch.nn container (e.g. ModuleDict); keeps the pickled __dict__."""
-    torch_class = "torch.nn.Module"
-
-    def __init__(self) -> None:
-        self.state: dict[str, Any] = {}
-
-    def __setstate__(self, state: Any) -> None:   # pickle BUILD
-        if not isinstance(state, dict):
-            raise EDMImportError(f"unexpected pickled state for {self.torch_class}: {type(state).__name__}")
-        self.state = dict(state)
-
-
-class EasyDict(dict):
-    """Stand-in for dnnlib.util.EasyDict (a dict with attribute access; nothing else needed)."""
-
-
-def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
-    # Replaces torch_utils.persistence._reconstruct_persistent_obj: module_src is never executed.
-    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("class_name"), str):
-        raise EDMImportError("malformed persistent-object record (expected meta dict with type='class')")
-    state = meta.get("state") or {}
-    if not isinstance(state, dict):
-        raise EDMImportError(f"persistent {meta['class_name']}: state is {type(state).__name__}, not a dict")
-    return PersistentRecord(meta["class_name"], dict(state), meta.get("version"))
-
-
-def _load_storage_from_bytes(b: bytes) -> Any:
-    # Replaces torch.storage._load_from_bytes, which uses torch.load(weights_only=False).
-    if not isinstance(b, (bytes, bytearray)):
-        raise EDMImportError("malformed tensor storage record")
-    return torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
-
-
-def _codecs_encode(obj: str, encoding: str = "latin1") -> bytes:
-    # Protocol-2 pickles spell bytes as _codecs.encode(str, 'latin1'); allow nothing else.
-    if encoding not in ("latin1", "latin-1") or not isinstance(obj, str):
-        raise EDMImportError(f"refusing _codecs.encode with encoding {encoding!r}")
-    return obj.encode("latin1")
-
-
-def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
-    # Replaces numpy.core.multiarray.scalar for plain numeric dtypes; returns a Python number.
-    import numpy as np
-
-    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes):
-        raise EDMImportError("refusing a numpy scalar that is not plain numeric data")
-    return np.frombuffer(data, dtype=dtype)[0].item()
-
-
-def _allowed_globals() -> dict[str, Any]:
-    import numpy as np
-
-    allowed: dict[str, Any] = {
-        "torch_utils.persistence._reconstruct_persistent_obj": _reconstruct_persistent_obj,
-        "dnnlib.util.EasyDict": EasyDict, "dnnlib.EasyDict": EasyDict,
-        "torch.storage._load_from_bytes": _load_storage_from_bytes,
-        "_codecs.encode": _codecs_encode,
-        "numpy.core.multiarray.scalar": _numpy_scalar, "numpy._core.multiarray.scalar": _numpy_scalar,
-        "numpy.dtype": np.dtype,
-        "collections.OrderedDict": collections.OrderedDict,
-        "builtins.set": set, "builtins.frozenset": frozenset, "builtins.bytearray": bytearray,
-        "torch.device": torch.device, "torch.Size": torch.Size,
-    }
-    # The tensor rebuild functions torch's own weights_only unpickler allows (those that exist).
-    for name in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
-                 "_rebuild_parameter_with_state"):
-        if hasattr(torch._utils, name):
-            allowed[f"torch._utils.{name}"] = getattr(torch._utils, name)
-    for name in dir(torch):   # dtypes, e.g. torch.float32
-        if isinstance(getattr(torch, name, None), torch.dtype):
-            allowed[f"torch.{name}"] = getattr(torch, name)
-    return allowed
-
-
-class SafeEDMUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only an explicit allowlist of globals (see module docstring)."""
-
-    def __init__(self, file: Any) -> None:
-        super().__init__(file)
-        self._allowed = _allowed_globals()
-        self._module_records: dict[str, type] = {}   # per load: a pickle cannot alter later loads
-
-    def find_class(self, module: str, name: str) -> Any:
-        # Protocol <= 2 pickles use Python 2 names (__builtin__.set); map them like pickle does.
-        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        key = f"{module}.{name}"
-        if key in self._allowed:
-            return self._allowed[key]
-        if module.startswith("torch.nn.modules.") and name.isidentifier() and name[:1].isupper():
-            # Plain torch.nn containers (ModuleDict, ...): an inert record, torch's class is not used.
-            return self._module_records.setdefault(
-                key, type(name, (TorchModuleRecord,), {"torch_class": key}))
-        raise EDMImportError(f"refusing to load global {key!r}: not on the EDM-pickle allowlist "
-                             "(the file may contain code; nothing was executed)")
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise EDMImportError(f"refusing persistent id {str(pid)[:80]!r}: EDM network pickles have none")
-
+# Reading the pickle: bench/safe_pickle.py (allowlisted globals, inert records, nothing executed).
 
 def load_edm_pickle(path: Path) -> Any:
-    """Unpickle `path` with `SafeEDMUnpickler`; every failure becomes an EDMImportError."""
+    """Unpickle `path` with bench.safe_pickle's RestrictedUnpickler; every failure becomes an EDMImportError."""
     try:
         with open(path, "rb") as f:
-            return SafeEDMUnpickler(f).load()
-    except EDMImportError as e:
+            return RestrictedUnpickler(f, allowlist="EDM-pickle").load()
+    except (EDMImportError, PickleRefused) as e:
         raise EDMImportError(f"{path}: {e}") from e
     except OSError:
         raise
@@ -213,7 +101,7 @@ def load_edm_pickle(path: Path) -> Any:
 # From records to an ADMUNetConfig and a state dict.
 
 def _as_dict(x: Any) -> dict[str, Any]:
-    return x.state if isinstance(x, (PersistentRecord, TorchModuleRecord)) else {}
+    return x.state if isinstance(x, (PersistentRecord, ModuleRecord)) else {}
 
 
 def _collect_state(node: Any, prefix: str, out: dict[str, torch.Tensor]) -> None:
@@ -230,7 +118,7 @@ def _collect_state(node: Any, prefix: str, out: dict[str, torch.Tensor]) -> None
     for name, child in (state.get("_modules") or {}).items():
         if child is None:
             continue
-        if not isinstance(child, (PersistentRecord, TorchModuleRecord)):
+        if not isinstance(child, (PersistentRecord, ModuleRecord)):
             raise EDMImportError(f"{prefix}{name}: unexpected sub-module {type(child).__name__}")
         _collect_state(child, f"{prefix}{name}.", out)
 

@@ -40,7 +40,7 @@ The `.pkl` (what EDM's fid.py downloads) is loaded by `pickle.load` inside NVIDI
 whose `torch_utils.persistence` exec()s source code stored in the pickle. A plain TorchScript module
 cannot be pickled at all (checked with torch 2.13: "Tried to serialize object ... which does not have
 a __getstate__ method defined"), so the pickle must wrap the network in something else. We could not download the file
-here (no network), so `load_detector` reads a `.pkl` with `SafeUnpickler`: only an allowlist of
+here (no network), so `load_detector` reads a `.pkl` with bench/safe_pickle.py: only an allowlist of
 globals resolves (persistence records, dnnlib.EasyDict, OrderedDict, tensor rebuilds, torch.nn
 containers as inert records, io.BytesIO and torch.jit.load calls as inert records); anything else
 is refused by name and nothing in the file is executed. From what it rebuilds it takes either
@@ -53,7 +53,6 @@ network). Whether the real pkl takes path (a) or (b) is not verified here.
 """
 from __future__ import annotations
 
-import _compat_pickle
 import collections
 import dataclasses
 import functools
@@ -64,12 +63,15 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from bench.safe_pickle import (CallRecord, ModuleRecord, PersistentRecord, PickleRefused, RestrictedUnpickler,
+                               recorded)
 
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
@@ -444,110 +446,18 @@ def _jit_load(data: bytes, where: str) -> torch.jit.ScriptModule:
 
 
 # ---------------------------------------------------------------------------------------------
-# The restricted unpickler for NVIDIA's .pkl.
-
-@dataclasses.dataclass
-class PersistentRecord:
-    """What torch_utils.persistence._reconstruct_persistent_obj(meta) would build, as inert data
-    (its module_src is kept as text, never executed)."""
-    class_name: str
-    state: Any
-
-
-class ModuleRecord:
-    """Inert stand-in for a pickled torch.nn module (NEWOBJ + BUILD): keeps the state only."""
-    torch_class = "torch.nn.Module"
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.state: Any = None
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-
-@dataclasses.dataclass
-class CallRecord:
-    """An allowlisted call that is recorded, not made (torch.jit.load(...), io.BytesIO(...))."""
-    func: str
-    args: tuple
-
-
-class EasyDict(dict):
-    """Stand-in for dnnlib.EasyDict."""
-
-
-def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
-    if not isinstance(meta, dict) or not isinstance(meta.get("class_name"), str):
-        raise DetectorError("malformed persistent-object record in the pickle")
-    return PersistentRecord(meta["class_name"], meta.get("state"))
-
-
-def _load_storage_from_bytes(b: Any) -> Any:
-    # torch.storage._load_from_bytes uses torch.load(weights_only=False); tensors only here.
-    if not isinstance(b, (bytes, bytearray)):
-        raise DetectorError("malformed tensor storage record in the pickle")
-    return torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
-
-
-def _record(name: str) -> Callable[..., CallRecord]:
-    return lambda *args: CallRecord(name, args)
-
-
-def _codecs_encode(obj: Any, encoding: str = "latin1") -> bytes:
-    if encoding not in ("latin1", "latin-1") or not isinstance(obj, str):
-        raise DetectorError(f"refusing _codecs.encode with encoding {encoding!r}")
-    return obj.encode("latin1")
-
-
-def _allowed_globals() -> dict[str, Any]:
-    allowed: dict[str, Any] = {
-        "torch_utils.persistence._reconstruct_persistent_obj": _reconstruct_persistent_obj,
-        "dnnlib.util.EasyDict": EasyDict, "dnnlib.EasyDict": EasyDict,
-        "collections.OrderedDict": collections.OrderedDict,
-        "torch.storage._load_from_bytes": _load_storage_from_bytes,
-        "_codecs.encode": _codecs_encode,
-        "builtins.set": set, "builtins.frozenset": frozenset, "builtins.bytearray": bytearray,
-        "builtins.bytes": bytes,
-        "torch.device": torch.device, "torch.Size": torch.Size,
-        "_io.BytesIO": _record("io.BytesIO"), "io.BytesIO": _record("io.BytesIO"),
-        "torch.jit.load": _record("torch.jit.load"), "torch.jit._serialization.load": _record("torch.jit.load"),
-    }
-    for name in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
-                 "_rebuild_parameter_with_state"):
-        if hasattr(torch._utils, name):
-            allowed[f"torch._utils.{name}"] = getattr(torch._utils, name)
-    for name in dir(torch):
-        if isinstance(getattr(torch, name, None), torch.dtype):
-            allowed[f"torch.{name}"] = getattr(torch, name)
-    return allowed
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """Resolves only `_allowed_globals()`; torch.nn classes become inert `ModuleRecord`s."""
-
-    def __init__(self, file: Any) -> None:
-        super().__init__(file)
-        self._allowed = _allowed_globals()
-        self._records: dict[str, type] = {}
-
-    def find_class(self, module: str, name: str) -> Any:
-        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        key = f"{module}.{name}"
-        if key in self._allowed:
-            return self._allowed[key]
-        if module.startswith("torch.nn.modules.") and name.isidentifier() and name[:1].isupper():
-            return self._records.setdefault(key, type(name, (ModuleRecord,), {"torch_class": key}))
-        raise DetectorError(f"refusing to load global {key!r} (not on the FID-detector allowlist; "
-                            "nothing in the file was executed)")
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise DetectorError(f"refusing persistent id {str(pid)[:80]!r}")
+# NVIDIA's .pkl, read by bench/safe_pickle.py's RestrictedUnpickler: beyond what every NVlabs pickle
+# needs, a TorchScript archive may sit in it as io.BytesIO(...) passed to torch.jit.load: both
+# calls are recorded, not made.
+_DETECTOR_GLOBALS = {"builtins.bytes": bytes,
+                     "_io.BytesIO": recorded("io.BytesIO"), "io.BytesIO": recorded("io.BytesIO"),
+                     "torch.jit.load": recorded("torch.jit.load"),
+                     "torch.jit._serialization.load": recorded("torch.jit.load")}
 
 
 def _walk(obj: Any, prefix: str, tensors: dict[str, torch.Tensor], blobs: list[bytes],
           seen: set[int], depth: int = 0) -> None:
-    """Collect tensors (by module path) and byte strings from what the SafeUnpickler rebuilt."""
+    """Collect tensors (by module path) and byte strings from what the RestrictedUnpickler rebuilt."""
     if depth > 200 or id(obj) in seen:
         return
     seen.add(id(obj))
@@ -572,11 +482,11 @@ def _walk(obj: Any, prefix: str, tensors: dict[str, torch.Tensor], blobs: list[b
 
 
 def read_pickle(path: Path) -> Any:
-    """Unpickle with SafeUnpickler; every failure is a DetectorError."""
+    """Unpickle with the RestrictedUnpickler; every failure is a DetectorError."""
     try:
         with open(path, "rb") as f:
-            return SafeUnpickler(f).load()
-    except DetectorError as e:
+            return RestrictedUnpickler(f, _DETECTOR_GLOBALS, allowlist="FID-detector").load()
+    except (DetectorError, PickleRefused) as e:
         raise DetectorError(f"FID detector {path}: {e}") from e
     except (EOFError, pickle.UnpicklingError) as e:
         raise DetectorError(f"FID detector {path}: not a TorchScript archive, state dict or readable pickle "
