@@ -40,14 +40,20 @@ def build_parser() -> ArgumentParser:
     return p
 
 
-def _nonneg_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {s!r}")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
+def int_at_least(minimum: int):
+    """An argparse type: an integer >= minimum, else a usage error (exit 2) that says so."""
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {s!r}")
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {v}")
+        return v
+    return parse
+
+
+_nonneg_int = int_at_least(0)
 
 
 def _list() -> int:

