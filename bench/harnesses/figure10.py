@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from baselines.edm.preset import ADM_IMAGENET64_PUBLISHED_PARAMS
+from baselines.edm.preset import ADM_IMAGENET64_PUBLISHED_PARAMS, PRECISION
 from bench import atomic, plots
 from bench.diffusion.seeds import format_seeds
 from bench.disco.prior import AutoregressivePrior
@@ -37,7 +37,7 @@ PANEL = "ImageNet-64"
 VARIANT = "scale preset"
 describe_variant(VARIANT, "the scale's preset (bench/images/presets.py, baselines/edm/preset.py): below paper scale, smaller nets "
                  "trained from scratch on a stand-in dataset for the same steps (EDM and DisCo-Diff alike), "
-                 "not EDM's ImageNet-64 network fine-tuned")
+                 f"not EDM's ImageNet-64 network fine-tuned; precision at paper scale: {PRECISION}")
 SIGMAS = np.geomspace(0.01, 80.0, 16)   # Fig. 7 plots t in [0, 50] with a 0.01..1 inset
 HIGH_SIGMA, LOW_SIGMA = 10.0, 0.1       # "large t" / "small t" bins of claim 3
 N_EVAL = {"smoke": 256, "small": 1000, "paper": 10_000}
@@ -54,7 +54,8 @@ def figure10(ctx: RunContext) -> list[Row]:
                 parts["encoder"] = lambda: ViTEncoder(p.model.encoder)
                 parts["prior"] = lambda: AutoregressivePrior(p.prior)
             counts = ", ".join(f"{k} {meta_parameter_count(make):,}" for k, make in parts.items())
-            plan = (f"{p.train.steps:,} steps x batch {p.train.batch_size}" if p.train.steps else
+            plan = (f"{p.train.steps:,} steps x batch {p.train.batch_size}, lr {p.train.lr:g}"
+                    + (f"; {PRECISION}" if p.train.bf16 else "; fp32") if p.train.steps else
                     "no training: EDM's published network is used as is (set DISCO_BENCH_EDM64)")
             print(f"{p.label} [{p.scale}]: data {p.dataset}; parameters: {counts}; {plan}")
             if p.train.steps:
