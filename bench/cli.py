@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 from bench.progress import stage
 from bench.provenance import REPO_ROOT, git_sha
 from bench.registry import SCALES, RunContext, load_all, with_siblings
+from bench.rows import write_csv
 
 COMMANDS = ("list", "all", "report")
 TOOLS = ("import-edm", "sample", "fid")   # commands with their own flags (see --help of each)
@@ -94,7 +95,7 @@ def _run(labels: Sequence[str], ctx: RunContext) -> int:
             continue
         if ctx.dry_run or not ctx.shard.is_main:   # under torchrun only rank 0 writes results
             continue
-        path = report.write_harness_rows(ctx.out, ctx.scale, label, rows)
+        path = write_csv(ctx.out / ctx.scale / f"{label}.csv", rows)
         print(f"{label}: {len(rows)} rows -> {path} ({time.perf_counter() - t0:.1f} s)")
     if not ctx.dry_run and ctx.shard.is_main and len(failed) < len(labels):
         print("report -> " + ", ".join(map(str, report.render(ctx.out))))

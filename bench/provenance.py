@@ -7,7 +7,7 @@ import hashlib
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,6 +25,32 @@ def git_sha() -> str:
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def changed_since(sha: str, paths: tuple[str, ...]) -> Optional[list[str]]:
+    """Files under `paths` whose content differs between commit `sha` and HEAD (a pure rename,
+    git's R100, is not a change); None when git cannot tell (no repository, unknown commit)."""
+    try:
+        out = subprocess.run(["git", "diff", "-M", "--name-status", sha.split("+")[0], "HEAD"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    rows = [line.split("\t") for line in out.splitlines() if line and not line.startswith("R100")]
+    return sorted({r[-1] for r in rows if r[-1].startswith(paths)})
+
+
+def code_note(shas: set[str], code: tuple[str, ...]) -> str:
+    """The commits results were made at and whether their code (repository paths) changed since,
+    for REPORT.md: e.g. "git 13d6e7b; older than its code". No count of changes: it would change
+    with every later commit and rewrite the committed report on every run."""
+    note = "git " + ", ".join(sorted(s[:7] for s in shas))
+    if not code:
+        return note
+    changed = [changed_since(s, code) for s in shas]
+    if any(c is None for c in changed):
+        return note + "; whether its code changed since is unknown (no git history here)"
+    files = set().union(*changed)
+    return note + ("; older than its code (changed since)" if files else "; current")
 
 
 def device_name(device: str) -> str:

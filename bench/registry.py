@@ -33,6 +33,8 @@ class Harness:
     run: Optional[HarnessFn] = None  # None: not built yet
     issue: str = ""                  # where the unbuilt work is tracked
     group: str = ""                  # harnesses of one group share one run and are written together
+    code: tuple[str, ...] = ()       # repository paths whose code makes its results (REPORT.md flags
+    #                                  results made before a later change to them)
 
     @property
     def built(self) -> bool:
@@ -55,10 +57,10 @@ def register(h: Harness) -> Harness:
     return h
 
 
-def harness(label: str, reproduces: str, paper_rows: tuple[str, ...], group: str = ""):
+def harness(label: str, reproduces: str, paper_rows: tuple[str, ...], group: str = "", code: tuple[str, ...] = ()):
     """Decorator registering a built harness function under a paper label."""
     def wrap(fn: HarnessFn) -> HarnessFn:
-        register(Harness(label, reproduces, paper_rows, fn, group=group))
+        register(Harness(label, reproduces, paper_rows, fn, group=group, code=code))
         return fn
     return wrap
 

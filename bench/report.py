@@ -14,9 +14,10 @@ from typing import Optional
 import pandas as pd
 
 from bench import atomic
+from bench.provenance import code_note
 from bench.reference import Claim, RefRow, load_claims, load_reference
 from bench.registry import SCALES, VARIANTS, load_all
-from bench.rows import Row, read_csv, write_csv
+from bench.rows import Row, read_csv
 
 SEED_SETTING = re.compile(r"^seed=\d+$")
 COLUMNS = ["method", "variant", "setting", "metric", "measured", "paper", "measured/paper", "NFE", "n", "seeds"]
@@ -25,10 +26,6 @@ PIVOT_SETTINGS = 6  # a metric swept over more settings than this (see _pivot) g
 
 def _key(r: Row) -> str:
     return "" if SEED_SETTING.match(r.setting) else r.setting
-
-
-def write_harness_rows(out: Path, scale: str, label: str, rows: list[Row]) -> Path:
-    return write_csv(Path(out) / scale / f"{label}.csv", rows)
 
 
 # ------------------------------------------------------------------------------- Markdown
@@ -229,7 +226,7 @@ def _report(out: Path, scales: list[str], harnesses, ran: dict, verdicts: dict[s
                  {"harness": f"`{label}`", "reproduces": h.reproduces,
                   "status": "built" if h.built else f"not built yet ({h.issue})",
                   "results (code they were made with)": ", ".join(   # a reviewer sees which results predate the code
-                      f"[{s}]({link.format(s=s)}{label}.md) (git {', '.join(sorted({r.git_sha[:7] for r in ran[s][label]}))})"
+                      f"[{s}]({link.format(s=s)}{label}.md) ({code_note({r.git_sha for r in ran[s][label]}, h.code)})"
                       for s in scales if label in ran.get(s, {})) or "—"}
                  for label, h in harnesses.items()]))]
     for scale in (s for s in scales if s in verdicts):

@@ -44,7 +44,9 @@ N_EVAL = {"smoke": 256, "small": 1000, "paper": 10_000}
 N_SAMPLES = {"smoke": 16, "small": 64, "paper": 64}
 
 
-@harness("figure10", "Fig. 10 / Fig. 7 left: training loss versus sigma, EDM vs DisCo-Diff (image pipeline end to end)", ())
+@harness("figure10", "Fig. 10 / Fig. 7 left: training loss versus sigma, EDM vs DisCo-Diff (image pipeline end to end)", (),
+         code=("bench/harnesses/figure10.py", "bench/images/", "baselines/edm/", "bench/disco/", "bench/nets/",
+               "bench/data/images.py", "bench/train.py", "bench/diffusion/", "bench/distributed.py"))
 def figure10(ctx: RunContext) -> list[Row]:
     presets = [image_preset(label, ctx.scale) for label in ("EDM", "DisCo-Diff")]
     if ctx.dry_run:

@@ -170,7 +170,8 @@ def _per_complex_csv(results: list[MethodResult]) -> str:
     return buf.getvalue()
 
 
-@harness("table4", "Table 4: PDBBind top-1 RMSD < 2 A, DiffDock-S vs DisCo-DiffDock-S", ("table4",))
+@harness("table4", "Table 4: PDBBind top-1 RMSD < 2 A, DiffDock-S vs DisCo-DiffDock-S", ("table4",),
+         code=("bench/harnesses/table4.py", "bench/docking/", "baselines/diffdock_s.py", "bench/train.py"))
 def table4(ctx: RunContext) -> list[Row]:
     preset = docking_preset(ctx.scale)
     if ctx.dry_run:

@@ -29,7 +29,9 @@ def table5_notation(unet: ADMUNetConfig) -> dict[str, str]:
             "attention_resolutions": "(" + ",".join(map(str, sorted(unet.attn_resolutions))) + ")"}
 
 
-@harness("table5", "Table 5: ImageNet network configurations (parameter counts at paper scale)", ("table5",))
+@harness("table5", "Table 5: ImageNet network configurations (parameter counts at paper scale)", ("table5",),
+         code=("bench/harnesses/table5.py", "bench/images/presets.py", "baselines/edm/preset.py", "bench/nets/",
+               "bench/disco/"))
 def table5(ctx: RunContext) -> list[Row]:
     t0 = time.perf_counter()
     ref = load_reference()

@@ -435,18 +435,23 @@ def _study_single_thread(ctx: RunContext) -> dict[str, list[Row]]:
     return rows
 
 
+# The code whose changes can change the 2D study's results (REPORT.md flags results made before them).
+TOY2D_CODE = ("bench/harnesses/toy2d.py", "bench/nets/toy2d.py", "bench/nets/mlp.py", "bench/disco/", "bench/metrics/",
+              "bench/data/mixture2d.py", "bench/train.py", "bench/diffusion/", "bench/distributed.py")
+
+
 @harness("figure3", "Fig. 3: 2D mixture samples of the DM and DisCo-Diff; latents align with modes",
-         ("toy2d",), group="toy2d")
+         ("toy2d",), group="toy2d", code=TOY2D_CODE)
 def figure3(ctx: RunContext) -> list[Row]:
     return study(ctx)["figure3"]
 
 
-@harness("figure4", "Fig. 4: ODE curvature and Jacobian norm versus t (2D mixture)", ("toy2d",), group="toy2d")
+@harness("figure4", "Fig. 4: ODE curvature and Jacobian norm versus t (2D mixture)", ("toy2d",), group="toy2d", code=TOY2D_CODE)
 def figure4(ctx: RunContext) -> list[Row]:
     return study(ctx)["figure4"]
 
 
-@harness("w2", "App. F.3: W2 to the data, DisCo-Diff 0.118 vs DM 0.27 (2D mixture)", ("toy2d.w2",), group="toy2d")
+@harness("w2", "App. F.3: W2 to the data, DisCo-Diff 0.118 vs DM 0.27 (2D mixture)", ("toy2d.w2",), group="toy2d", code=TOY2D_CODE)
 def w2(ctx: RunContext) -> list[Row]:
     return study(ctx)["w2"]
 
