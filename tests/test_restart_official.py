@@ -131,8 +131,8 @@ PINNED_TOY = {
 }
 
 
-@pytest.mark.parametrize("name,config", [("small", SMALL), ("imagenet64-203", RESTART_IMAGENET64[203])])
-def test_restart_output_equals_the_official_sampler_pinned(monkeypatch, name, config):
+def _capture_restart_output(monkeypatch) -> dict:
+    """Keep restart_sampler's float64 output (before generate's uint8) in the returned dict's "x"."""
     captured = {}
     real = sampling.restart_sampler
 
@@ -142,6 +142,12 @@ def test_restart_output_equals_the_official_sampler_pinned(monkeypatch, name, co
         return x, n
 
     monkeypatch.setattr(sampling, "restart_sampler", capture)
+    return captured
+
+
+@pytest.mark.parametrize("name,config", [("small", SMALL), ("imagenet64-203", RESTART_IMAGENET64[203])])
+def test_restart_output_equals_the_official_sampler_pinned(monkeypatch, name, config):
+    captured = _capture_restart_output(monkeypatch)
     g = _toy_generate(config)
     x = captured["x"]
     assert x.dtype == torch.float64
@@ -183,15 +189,7 @@ PINNED_ADM = {"x_35": [[-0.45304545760154724, -1.282334566116333, 0.853621721267
 def test_restart_with_an_edm_network_equals_the_official_sampler_pinned(monkeypatch):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    captured = {}
-    real = sampling.restart_sampler
-
-    def capture(*a, **k):
-        x, n = real(*a, **k)
-        captured["x"] = x
-        return x, n
-
-    monkeypatch.setattr(sampling, "restart_sampler", capture)
+    captured = _capture_restart_output(monkeypatch)
     try:
         with torch.no_grad():
             generate(tiny_adm(), [0, 1], SamplerSpec("restart", restart=SMALL), img_shape=(3, 16, 16), label_dim=10)
