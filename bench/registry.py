@@ -20,6 +20,10 @@ class RunContext:
     dry_run: bool = False
     cache: Path = Path("runs")  # trained checkpoints, keyed by config hash
     shard: Shard = Shard()      # this process under torchrun (rank 0 evaluates and writes)
+    # FID harnesses only (Harness.options has "fid"): the detector, reference statistics, EDM's min-of-3
+    fid_detector: Optional[Path] = None
+    fid_ref: Optional[Path] = None
+    fid_min_of_three: bool = False
 
 
 HarnessFn = Callable[[RunContext], list[Row]]
@@ -35,6 +39,7 @@ class Harness:
     group: str = ""                  # harnesses of one group share one run and are written together
     code: tuple[str, ...] = ()       # repository paths whose code makes its results (REPORT.md flags
     #                                  results made before a later change to them)
+    options: tuple[str, ...] = ()    # optional CLI flag groups it honours ("fid"); others are refused
 
     @property
     def built(self) -> bool:
@@ -57,10 +62,11 @@ def register(h: Harness) -> Harness:
     return h
 
 
-def harness(label: str, reproduces: str, paper_rows: tuple[str, ...], group: str = "", code: tuple[str, ...] = ()):
+def harness(label: str, reproduces: str, paper_rows: tuple[str, ...], group: str = "", code: tuple[str, ...] = (),
+            options: tuple[str, ...] = ()):
     """Decorator registering a built harness function under a paper label."""
     def wrap(fn: HarnessFn) -> HarnessFn:
-        register(Harness(label, reproduces, paper_rows, fn, group=group, code=code))
+        register(Harness(label, reproduces, paper_rows, fn, group=group, code=code, options=options))
         return fn
     return wrap
 

@@ -4,6 +4,7 @@ Harnesses return rows; only this module formats them. Everything is written atom
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import statistics
@@ -98,6 +99,12 @@ def harness_markdown(label: str, scale: str, rows: list[Row], ref: dict[str, Ref
         lines += ["Paper rows compared:", ""] + [f"- `{p.ref_id}` ({p.source}): {p.method} {p.setting} {p.metric} = "
                                                  f"{p.value}" + (f" — {p.note}" if p.note else "") for p in notes]
         lines.append("")
+    cited = [p for p in ref.values() if h is not None and p.ours == "" and p.metric == "fid"
+             and any(p.ref_id.startswith(pre) for pre in h.paper_rows)]
+    if rows and cited:   # the paper's comparison rows for other methods: shown, never run here
+        lines += ["Cited from the paper (other methods; not run here):", "", _md(pd.DataFrame(
+            [[p.group, p.method, p.value, p.nfe, p.source] for p in cited],
+            columns=["group", "method", "FID", "NFE", "source"])), ""]
     return "\n".join(lines)
 
 
@@ -122,8 +129,32 @@ def _matched(baseline: list[Row], variant: str) -> list[Row]:
     return baseline if len({r.variant for r in baseline}) <= 1 else []
 
 
+SPREAD_RULE = ("a difference within 2 standard errors (over the replicates: training seeds or sampling seed "
+               "ranges, as the rows' seeds say; paired when both sides have the same seeds) is inconclusive; "
+               "beyond it, held or not held by its sign")
+
+
+def compare(tv: list[float], bv: list[float], better, paired: bool = False) -> tuple[str, str]:
+    """One stated rule (SPREAD_RULE) turning treatment and baseline replicates into a verdict and its numbers.
+    `paired`: tv[i] and bv[i] share their seeds (e.g. the same sampling seeds on both models), so the
+    spread is that of the differences. With one replicate on either side there is no spread: the sign
+    decides, and the detail says so."""
+    tm, bm = statistics.fmean(tv), statistics.fmean(bv)
+    detail = f"mean {_fmt(tm)} (n={len(tv)}) vs {_fmt(bm)} (n={len(bv)}), difference {_fmt(tm - bm)}"
+    if len(tv) < 2 or len(bv) < 2:
+        return ("held" if better(tm, bm) else "not held"), detail + " (one replicate: no spread)"
+    if paired:
+        se = statistics.stdev([a - b for a, b in zip(tv, bv)]) / math.sqrt(len(tv))
+    else:
+        se = math.sqrt(statistics.variance(tv) / len(tv) + statistics.variance(bv) / len(bv))
+    detail += f" ± {_fmt(se)} (1 s.e.{', paired by seeds' if paired else ''})"
+    if abs(tm - bm) <= 2 * se:
+        return "inconclusive", detail + ": within 2 s.e."
+    return ("held" if better(tm, bm) else "not held"), detail
+
+
 def evaluate_claim(c: Claim, rows: Optional[list[Row]]) -> list[dict]:
-    """One verdict per treatment variant: held / not held / not run, with the numbers."""
+    """One verdict per treatment variant: held / not held / inconclusive (SPREAD_RULE) / not run, with the numbers."""
     base = {"claim_id": c.claim_id, "claim": c.claim, "harness": c.harness, "metric": c.metric}
     if c.relation == "qualitative":
         return [{**base, "variant": "", "verdict": "not run", "detail": "qualitative claim: no automatic check; see the figure"}]
@@ -161,7 +192,7 @@ def evaluate_claim(c: Claim, rows: Optional[list[Row]]) -> list[dict]:
             continue
         better = (lambda a, b: a < b) if c.relation == "lower" else (lambda a, b: a > b)
         if c.scope == "every_setting":
-            tb, bb = defaultdict(list), defaultdict(list)   # setting -> values (seeds pooled)
+            tb, bb = defaultdict(list), defaultdict(list)   # setting -> values (replicates)
             for d, rs in ((tb, trs), (bb, baseline)):
                 for r in rs:
                     d[_key(r)].append(r.value)
@@ -169,29 +200,40 @@ def evaluate_claim(c: Claim, rows: Optional[list[Row]]) -> list[dict]:
             if not shared:
                 out.append({**v, "verdict": "not run", "detail": "treatment and baseline share no setting"})
                 continue
-            fails = [k for k in shared if not better(statistics.fmean(tb[k]), statistics.fmean(bb[k]))]
-            detail = f"{len(shared) - len(fails)}/{len(shared)} settings {c.relation}"
-            if fails:
-                detail += "; fails at " + ", ".join(
-                    f"{k} ({_fmt(statistics.fmean(tb[k]))} vs {_fmt(statistics.fmean(bb[k]))})" for k in fails[:6])
-                if len(fails) > 6:
-                    detail += f", … ({len(fails)} in all)"
-            out.append({**v, "verdict": "not held" if fails else "held",
-                        "treatment": _fmt(statistics.fmean(r.value for r in trs)),
+            per = {k: compare(tb[k], bb[k], better) for k in shared}
+            counts = {w: [k for k in shared if per[k][0] == w] for w in ("held", "not held", "inconclusive")}
+            verdict = ("not held" if counts["not held"] else "inconclusive" if counts["inconclusive"] else "held")
+            detail = f"{len(counts['held'])}/{len(shared)} settings {c.relation}"
+            for w in ("not held", "inconclusive"):
+                if counts[w]:
+                    detail += f"; {w} at " + ", ".join(f"{k or '(all)'} ({per[k][1]})" for k in counts[w][:6])
+                    if len(counts[w]) > 6:
+                        detail += f", … ({len(counts[w])} in all)"
+            out.append({**v, "verdict": verdict, "treatment": _fmt(statistics.fmean(r.value for r in trs)),
                         "baseline": _fmt(statistics.fmean(r.value for r in baseline)), "detail": detail})
         else:
             tv, bv = [r.value for r in trs], [r.value for r in baseline]
-            tm, bm = statistics.fmean(tv), statistics.fmean(bv)
-            detail = f"mean {_fmt(tm)} (n={len(tv)}) vs {_fmt(bm)} (n={len(bv)}), difference {_fmt(tm - bm)}"
-            if len(tv) > 1 and len(bv) > 1:
-                se = math.sqrt(statistics.variance(tv) / len(tv) + statistics.variance(bv) / len(bv))
-                detail += f" ± {_fmt(se)} (1 s.e. over seeds)"
-            out.append({**v, "verdict": "held" if better(tm, bm) else "not held",
-                        "treatment": _fmt(tm), "baseline": _fmt(bm), "detail": detail})
+            ts, bs = [r.seeds for r in trs], [r.seeds for r in baseline]
+            paired = len(set(ts)) == len(ts) and sorted(ts) == sorted(bs)
+            if paired:   # line the baseline up with the treatment's seeds
+                by_seed = {r.seeds: r.value for r in baseline}
+                bv = [by_seed[x] for x in ts]
+            verdict, detail = compare(tv, bv, better, paired)
+            out.append({**v, "verdict": verdict, "treatment": _fmt(statistics.fmean(tv)),
+                        "baseline": _fmt(statistics.fmean(bv)), "detail": detail})
     return out
 
 
 # ------------------------------------------------------------------------------- REPORT.md
+
+def with_fd_metrics(c: Claim, rows: Optional[list[Row]]) -> list[Claim]:
+    """A claim on FID (metric "fid" or "fid_<...>") is also checked in every `fd_<network>` distance
+    measured beside it (bench/metrics/feature_net.py): the same comparison, its own verdict line."""
+    if not c.metric.startswith("fid") or not rows:
+        return [c]
+    nets = sorted({r.metric.split("_generative")[0] for r in rows if r.metric.startswith("fd_")})
+    return [c] + [dataclasses.replace(c, metric=n + c.metric[len("fid"):]) for n in nets]
+
 
 def render(out: Path) -> list[Path]:
     """Rebuild every <scale>/<harness>.md and <scale>/claims.csv from the CSVs, then REPORT.md for the
@@ -204,7 +246,8 @@ def render(out: Path) -> list[Path]:
             if csv_path.stem in harnesses:
                 ran.setdefault(scale, {})[csv_path.stem] = rows = read_csv(csv_path)
                 atomic.write_text(csv_path.with_suffix(".md"), harness_markdown(csv_path.stem, scale, rows, ref))
-    verdicts = {s: pd.DataFrame([v for c in claims for v in evaluate_claim(c, ran[s].get(c.harness))],
+    verdicts = {s: pd.DataFrame([v for c in claims for c2 in with_fd_metrics(c, ran[s].get(c.harness))
+                                 for v in evaluate_claim(c2, ran[s].get(c.harness))],
                                 columns=VERDICT_FIELDS).fillna("") for s in ran}
     for s, v in verdicts.items():
         atomic.write_text(out / s / "claims.csv", v.to_csv(index=False, lineterminator="\n"))
@@ -231,7 +274,7 @@ def _report(out: Path, scales: list[str], harnesses, ran: dict, verdicts: dict[s
                  for label, h in harnesses.items()]))]
     for scale in (s for s in scales if s in verdicts):
         v = verdicts[scale]
-        lines += ["", f"## Claims at scale `{scale}`", "", _md(pd.DataFrame({
+        lines += ["", f"## Claims at scale `{scale}`", "", f"Rule: {SPREAD_RULE}.", "", _md(pd.DataFrame({
             "claim": v.claim_id + ": " + v.claim, "harness: metric": v.harness + ": " + v.metric,
             "variant": v.variant, "verdict": "**" + v.verdict + "**", "treatment": v.treatment,
             "baseline": v.baseline, "detail": v.detail}))]

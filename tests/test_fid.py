@@ -22,8 +22,8 @@ import torch
 
 from bench.metrics import detectors as D
 from bench.metrics.fid import (FIDProtocol, FIDStats, StatsAccumulator, StatsError, cached_stats, evaluate_fid,
-                               frechet_distance, frechet_distance_features, load_stats, stats_cache_key,
-                               stats_from_features, to_uint8)
+                               frechet_distance, frechet_distance_auto, frechet_distance_features,
+                               frechet_distance_to_stats, load_stats, stats_cache_key, stats_from_features, to_uint8)
 
 REPO = Path(__file__).resolve().parents[1]
 HELPER = D.fid_helper_path()
@@ -106,6 +106,43 @@ def test_features_shortcut_equals_sqrtm(n1, n2, d):
     s1, s2 = stats_from_features(f1), stats_from_features(f2)
     assert frechet_distance_features(f1, f2) == pytest.approx(frechet_distance(s1.mu, s1.sigma, s2.mu, s2.sigma),
                                                               rel=1e-6)
+
+
+@pytest.mark.parametrize("n,d", [(5, 64), (40, 64), (63, 64), (30, 256)])
+def test_features_against_stats_equals_sqrtm(n, d):
+    """The low-rank route the harnesses use below d samples (eigenvalues of A S2 A^T) equals EDM's sqrtm."""
+    rng = np.random.default_rng(n + d)
+    f = rng.normal(size=(n, d)) * rng.uniform(0.5, 2, size=d) + 0.3
+    ref = rng.normal(size=(3 * d, d)) @ np.linalg.cholesky(_psd(rng, d)).T
+    mu2, s2 = ref.mean(0), np.cov(ref, rowvar=False)
+    s1 = np.cov(f, rowvar=False)
+    # tr sqrtm(S1 S2) = tr sqrt(S2^1/2 S1 S2^1/2), a symmetric PSD matrix: an independent route that also
+    # holds where scipy's sqrtm of the singular product fails (n = 5 here: "Internal error in sqrtm")
+    w, v = np.linalg.eigh(s2)
+    half = v @ np.diag(np.sqrt(w.clip(min=0))) @ v.T
+    tr_sqrt = np.sqrt(np.linalg.eigvalsh(half @ s1 @ half).clip(min=0)).sum()
+    want = np.square(f.mean(0) - mu2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt
+    if n > 5:
+        assert frechet_distance(f.mean(0), s1, mu2, s2) == pytest.approx(want, rel=1e-6)
+    assert frechet_distance_to_stats(f, mu2, s2) == pytest.approx(want, rel=1e-7, abs=1e-8)
+    assert frechet_distance_auto(f, mu2, s2) == pytest.approx(want, rel=1e-7, abs=1e-8)
+    big = rng.normal(size=(d + 10, d))   # from d samples on, the auto route is EDM's sqrtm itself
+    assert frechet_distance_auto(big, mu2, s2) == frechet_distance(big.mean(0), np.cov(big, rowvar=False), mu2, s2)
+    with pytest.raises(StatsError, match="features"):
+        frechet_distance_to_stats(f[:1], mu2, s2)
+
+
+def test_resolution_recorded_and_checked(tmp_path):
+    rng = np.random.default_rng(0)
+    st = stats_from_features(rng.normal(size=(20, 2048)))
+    st.resolution = 32
+    loaded = load_stats(st.save(tmp_path / "s.npz"))
+    assert loaded.resolution == 32
+    loaded.check_resolution(32)
+    with pytest.raises(StatsError, match="32x32 images; this run's images are 64x64"):
+        loaded.check_resolution(64)
+    np.savez(tmp_path / "edm.npz", mu=st.mu, sigma=st.sigma)   # EDM's files record no resolution: accepted
+    load_stats(tmp_path / "edm.npz").check_resolution(64)
 
 
 def test_frechet_rejects_mismatched_shapes():

@@ -3,14 +3,10 @@
 Harnesses that are not built yet are registered too, so `python -m bench list` says so honestly.
 """
 from bench.registry import Harness, register
-from bench.harnesses import figure10, table4, table5, toy2d  # noqa: F401  (register figure10, table4, table5; figure3, figure4, w2)
+from bench.harnesses import figure10, table1, table3, table4, table5, toy2d  # noqa: F401  (register them; toy2d: figure3, figure4, w2)
 
 for _label, _what, _rows, _issue in [
-    ("table1", "Table 1: ImageNet-64 FID/NFE, EDM / PFGM++ / Restart with and without discrete latents", ("table1",),
-     "issue 13 (FID, EDM and Restart rows); issue 17 (PFGM++ rows)"),
     ("table2", "Table 2: ImageNet-128 FID/NFE, VDM++ with and without discrete latents", ("table2",), "issue 17"),
-    ("table3", "Table 3: latent ablations on ImageNet-64 (oracle/generative, continuous latents, cfg)", ("table3",),
-     "issue 13"),
     ("figure6", "Fig. 6: group-hierarchical latents (shape/layout vs colour/texture)", (), "issue 15"),
     ("figure7", "Fig. 7: loss versus sigma; switching latents late in sampling", (), "issue 15"),
     ("figure9", "Fig. 9: samples sharing a discrete latent (ImageNet-64)", (), "issue 15"),

@@ -25,13 +25,16 @@ from torch import nn
 from bench.data.images import (DatasetError, EDMImages, GlobalBatchSampler, ImageSet, InfiniteOrder, image_loader,
                                load_digits_standin, load_fashion_mnist)
 from bench.diffusion.loss import EDMLossConfig
+from bench.disco.continuous import LatentDiffusionPrior
 from bench.disco.gumbel import gumbel_noise
 from bench.disco.latents import one_hot
 from bench.disco.prior import AutoregressivePrior
 from bench.distributed import Shard
 from bench.images.checkpoints import DenoiserCheckpoint
 from bench.images.model import BatchDraw, ImageDiffusionModel, draw_batch
-from bench.images.presets import ImagePreset, file_name
+from bench.images.presets import ImagePreset
+from bench.images.sampling import (AutoregressiveLatents, ContinuousPriorLatents, LatentSource, OracleLatents,
+                                   SamplerSpec, generate)
 from bench.nets import meta_parameter_count
 from bench.nets.adm_unet import load_edm_state_dict
 from bench.progress import stage
@@ -266,7 +269,7 @@ def train_stage1(preset: ImagePreset, data: ImageSet, cache: Path, seed: int = 0
     ema = copy.deepcopy(model).requires_grad_(False) if tcfg.ema_halflife_kimg > 0 else None
     key = {"model": preset.model, "loss": preset.loss, "data": data.name, "n": len(data), "order": DATA_ORDER,
            "init": "edm" if init is not None else "scratch"}
-    run = run_dir_for(Path(cache) / "images", f"{file_name(preset.label).lower().replace('_', '-')}-{preset.scale}", key, tcfg)
+    run = run_dir_for(Path(cache) / "images", preset.run_name, key, tcfg)
     batches = TrainingBatches(data, tcfg.batch_size, tcfg.seed, shard, device, preset.model.unet.label_dim,
                               start_step=checkpoint_step(run), loader=loader)
 
@@ -292,21 +295,22 @@ def extract_latents(model: ImageDiffusionModel, data: ImageSet, tau: float, seed
     the images streamed in order through the same loader. Gumbel noise per image from one
     generator, drawn batch by batch (the same numbers as one draw of all), so the codes do not
     depend on `batch`."""
-    enc = model.cfg.encoder
+    enc, ctx = model.cfg.encoder, model.cfg.context
     gen = torch.Generator().manual_seed(seed)
     cfg = loader or LoaderConfig.for_data(data)
     codes = []
     for images, _ in image_loader(data, batch_size=batch, num_workers=cfg.num_workers,
                                   prefetch_factor=cfg.prefetch_factor, pin_memory=device.type == "cuda"):
-        g = gumbel_noise(torch.Size([len(images), enc.m, enc.k]), gen)
+        g = (torch.randn(len(images), ctx.m, ctx.continuous_dim, generator=gen) if model.cfg.continuous else
+             gumbel_noise(torch.Size([len(images), enc.m, enc.k]), gen))
         codes.append(model.extract_latents(to_model_input(images, device), g.to(device), tau).cpu())
     return torch.cat(codes)
 
 
 @dataclasses.dataclass
 class Stage2:
-    prior: AutoregressivePrior
-    codes: torch.Tensor                  # [N, m] training latents
+    prior: AutoregressivePrior | LatentDiffusionPrior
+    codes: torch.Tensor                  # [N, m] training latents (continuous: [N, m, d] float)
     run_dir: Path
     info: dict
 
@@ -314,20 +318,29 @@ class Stage2:
 def train_prior(preset: ImagePreset, stage1: Stage1, data: ImageSet, seed: int = 0,
                 device: torch.device = torch.device("cpu"), shard: Shard = Shard(),
                 progress: bool = True) -> Stage2:
-    """Algorithm 2: maximum likelihood of the frozen encoder's latents (tau = 0.01) given y."""
-    stage(f"extracting {preset.label}'s latents of {len(data):,} training images (tau = {preset.tau_extract:g})",
-          shard.is_main)
+    """Algorithm 2: maximum likelihood of the frozen encoder's latents (tau = 0.01) given y. For
+    Table 3's continuous latents: a DiT-style diffusion prior on encoder samples, trained with EDM's
+    loss on the latents scaled to unit standard deviation (the scale is kept in the prior)."""
+    continuous = preset.model.continuous
+    stage(f"extracting {preset.label}'s latents of {len(data):,} training images "
+          + ("(a sample of the encoder's Gaussian)" if continuous else f"(tau = {preset.tau_extract:g})"), shard.is_main)
     codes = extract_latents(stage1.ema, data, preset.tau_extract, seed, device=device)
     labels = torch.from_numpy(data.labels) if preset.conditional else None
     tcfg = dataclasses.replace(preset.prior_train, seed=preset.prior_train.seed + seed)
-    prior = build_seeded(lambda: AutoregressivePrior(preset.prior), tcfg.seed).to(device)
+    make = (lambda: LatentDiffusionPrior(preset.prior)) if continuous else (lambda: AutoregressivePrior(preset.prior))
+    prior = build_seeded(make, tcfg.seed).to(device)
+    if continuous:
+        prior.set_latent_scale(float(codes.std()))
     codes_d = codes.to(device)
     labels_d = labels.to(device) if labels is not None else None
 
     def loss_fn(p: nn.Module, gen: torch.Generator, sh: Shard) -> torch.Tensor:
         idx = sh.take(torch.randint(len(codes), (tcfg.batch_size,), generator=gen)).to(device)
-        nll = -p(codes_d[idx], None if labels_d is None else labels_d[idx])   # forward = log_prob
-        return nll.mean() / preset.prior.m                                   # nats per latent
+        y = None if labels_d is None else labels_d[idx]
+        if continuous:   # EDM's loss over the latent, its sigma and noise from the step's generator
+            return prior_loss(p, codes_d[idx], y, gen)
+        nll = -p(codes_d[idx], y)                   # forward = log_prob
+        return nll.mean() / preset.prior.m          # nats per latent
 
     key = {"prior": preset.prior, "stage1": stage1.run_dir.name, "tau": preset.tau_extract}
     run = run_dir_for(stage1.run_dir.parent, f"{stage1.run_dir.name}-prior", key, tcfg)
@@ -370,3 +383,56 @@ def to_checkpoint(preset: ImagePreset, stage1: Stage1, stage2: Optional[Stage2])
                               prior=stage2.prior.state_dict() if stage2 else None,
                               source=f"{stage1.run_dir.name} ({preset.label}, {preset.scale})")
 
+
+
+# ------------------------------------------------------------------------------ a trained model, whole
+
+@dataclasses.dataclass
+class TrainedImageModel:
+    """Both stages of one preset, ready to sample: the EMA denoiser, and for latent models the prior
+    and the training images' latents (for oracle rows) with their labels."""
+    preset: ImagePreset
+    stage1: Stage1
+    stage2: Optional[Stage2]
+    labels: Optional[torch.Tensor]       # [N] training labels (oracle latents keep their image's class)
+
+    def latents(self, kind: Optional[str]) -> Optional[LatentSource]:
+        """None (EDM), "generative" (the prior) or "oracle" (a training image's latents per sample)."""
+        if kind is None or self.stage2 is None:
+            if kind is not None:
+                raise ValueError(f"{self.preset.label} has no latents: a {kind!r} row needs a latent model")
+            return None
+        if kind == "oracle":
+            k = None if self.preset.model.continuous else self.preset.model.context.k
+            return OracleLatents(self.stage2.codes, self.labels, k)
+        if kind == "generative":
+            prior = self.stage2.prior
+            return ContinuousPriorLatents(prior) if self.preset.model.continuous else AutoregressiveLatents(prior)
+        raise ValueError(f"unknown latent kind {kind!r}: oracle or generative")
+
+    def generate(self, seeds: Sequence[int], spec: SamplerSpec, latents: Optional[str] = None,
+                 device: torch.device = torch.device("cpu"), batch: int = 64) -> tuple[np.ndarray, int]:
+        """uint8 images [n, C, H, W] for `seeds` (each its own seed) and the counted NFE."""
+        u = self.preset.model.unet
+        g = generate(self.stage1.ema.denoiser, list(seeds), spec, img_shape=(u.in_channels, u.img_resolution,
+                                                                             u.img_resolution),
+                     label_dim=u.label_dim, latents=self.latents(latents), batch=batch, device=device)
+        return g.images, g.nfe
+
+
+def train_model(preset: ImagePreset, data: ImageSet, cache: Path, seed: int = 0,
+                device: torch.device = torch.device("cpu"), shard: Shard = Shard(),
+                progress: bool = True) -> TrainedImageModel:
+    """Stage 1 and, for latent models, stage 2 — each loaded from the cache when trained before, so
+    table1, table3 and figure10 share every model they have in common."""
+    s1 = train_stage1(preset, data, cache, seed, device, shard, progress=progress)
+    s2 = train_prior(preset, s1, data, seed, device, shard, progress=progress) if preset.model.disco else None
+    labels = torch.from_numpy(data.labels) if preset.conditional and data.labels is not None else None
+    return TrainedImageModel(preset, s1, s2, labels)
+
+
+def prior_loss(p: nn.Module, u: torch.Tensor, y: Optional[torch.Tensor], gen: torch.Generator) -> torch.Tensor:
+    """The continuous-latent prior's EDM loss for one batch, its sigma and noise drawn from the step's
+    generator on the CPU (device-independent), through the module's forward (so DDP can wrap it)."""
+    inner = p.module if hasattr(p, "module") else p
+    return p(u, y, *inner.draw(u, gen)).mean()

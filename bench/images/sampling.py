@@ -1,5 +1,7 @@
 """Sampling an image model with per-sample seeds and counted NFE: the sampler choice
-(`SamplerSpec`) and `generate`, used by the harnesses and by `python -m bench sample`."""
+(`SamplerSpec`), where the latents come from (`LatentSource`: the autoregressive prior, Table 3's
+continuous-latent diffusion prior, or oracle latents of training images) and `generate`, used by
+the harnesses and by `python -m bench sample`."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,6 +15,7 @@ from torch import nn
 from bench.diffusion.discretisation import edm_sigma_steps
 from bench.diffusion.samplers import RestartConfig, Stochasticity, edm_sampler, restart_sampler
 from bench.diffusion.seeds import PerSampleRandom
+from bench.disco.continuous import LatentDiffusionPrior, with_presence
 from bench.disco.latents import guided, one_hot
 from bench.disco.prior import AutoregressivePrior
 
@@ -69,6 +72,68 @@ def supported_sigma_range(denoiser: nn.Module) -> tuple[float, float]:
 
 
 @dataclasses.dataclass
+class Latents:
+    """One batch's latents: what the denoiser takes ([B, m, k] weights or [B, m, d + 1] continuous),
+    what is recorded per sample, and the class labels when the source fixes them (oracle latents
+    keep their training image's class)."""
+    weights: torch.Tensor
+    record: np.ndarray
+    class_idx: Optional[torch.Tensor] = None
+
+
+class LatentSource:
+    """Where a DisCo-Diff sample's latents come from. `draw` takes the batch's per-sample generators
+    (after the initial noise and the class label, as EDM's generate.py orders its draws) and the
+    class labels drawn for them."""
+    name = ""
+
+    def draw(self, rnd: PerSampleRandom, y_idx: Optional[torch.Tensor], device: torch.device) -> Latents:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass
+class AutoregressiveLatents(LatentSource):
+    """Generative latents: the class-conditional autoregressive prior, m uniforms per sample."""
+    prior: AutoregressivePrior
+    temperature: float = 1.0
+    name = "generative"
+
+    def draw(self, rnd, y_idx, device) -> Latents:
+        z = self.prior.sample(rnd.rand(self.prior.cfg.m), y_idx, self.temperature)
+        return Latents(one_hot(z, self.prior.cfg.k).to(device), z.cpu().numpy())
+
+
+@dataclasses.dataclass
+class ContinuousPriorLatents(LatentSource):
+    """Generative continuous latents (Table 3): the diffusion prior from [m, d] unit noise per sample."""
+    prior: LatentDiffusionPrior
+    name = "generative"
+
+    def draw(self, rnd, y_idx, device) -> Latents:
+        c = self.prior.cfg
+        u = self.prior.sample(rnd.randn(c.m, c.d).to(device), y_idx)
+        return Latents(with_presence(u).to(device), u.cpu().numpy())
+
+
+@dataclasses.dataclass
+class OracleLatents(LatentSource):
+    """Oracle latents (Table 3): each sample draws a training image with its own seed and takes that
+    image's encoder latents (tau = 0.01; continuous: a sample of the encoder's Gaussian) and class.
+    latents: [N, m] integer codes (k given) or [N, m, d] floats; labels: [N] or None."""
+    latents: torch.Tensor
+    labels: Optional[torch.Tensor]
+    k: Optional[int] = None
+    name = "oracle"
+
+    def draw(self, rnd, y_idx, device) -> Latents:
+        idx = rnd.randint(len(self.latents)).cpu()   # [B]: one training image per sample
+        z = self.latents[idx]
+        w = one_hot(z, self.k) if self.k else with_presence(z)
+        y = None if self.labels is None or y_idx is None else self.labels[idx].to(y_idx)
+        return Latents(w.to(device), z.cpu().numpy(), y)
+
+
+@dataclasses.dataclass
 class Generated:
     images: np.ndarray           # uint8 [n, C, H, W]
     seeds: list[int]
@@ -80,16 +145,22 @@ class Generated:
 @torch.no_grad()
 def generate(denoiser: nn.Module, seeds: Sequence[int], spec: SamplerSpec, *, img_shape: tuple[int, int, int],
              label_dim: int = 0, class_idx: Optional[int] = None, prior: Optional[AutoregressivePrior] = None,
-             latent_shape: Optional[tuple[int, int]] = None, batch: int = 64,
+             latent_shape: Optional[tuple[int, int]] = None, latents: Optional[LatentSource] = None, batch: int = 64,
              device: torch.device = torch.device("cpu"),
              progress: Optional[Callable[[int], None]] = None) -> Generated:
     """Images for `seeds`, each from its own generator in EDM generate.py's order (initial noise
     [C, H, W], then the class label, then (DisCo-Diff) the prior's m uniforms, then the sampler's
     noise), so a seed gives the same image whatever the batch size or process count.
-    NFE is counted by the sampler for one batch (batches are identical in length)."""
-    disco = latent_shape is not None
-    if disco and prior is None:
-        raise ValueError("a DisCo-Diff denoiser needs its autoregressive prior to sample latents")
+    Latents come from `latents`, or (`prior` + `latent_shape`, as `bench sample` passes them) the
+    autoregressive prior. NFE is counted by the sampler for one batch (batches are identical in
+    length): denoiser evaluations only; a guided evaluation (cond + null in one batched call) is one."""
+    if latents is None and latent_shape is not None:
+        if prior is None:
+            raise ValueError("a DisCo-Diff denoiser needs its autoregressive prior to sample latents")
+        latents = AutoregressiveLatents(prior, spec.temperature)
+    elif latents is not None and spec.temperature != 1.0 and not isinstance(latents, AutoregressiveLatents):
+        raise ValueError(f"temperature acts on the autoregressive prior; these latents are {latents.name}")
+    disco = latents is not None
     if not disco and (spec.cfg != 0 or spec.temperature != 1.0):
         raise ValueError("cfg and temperature act on discrete latents: this denoiser has none")
     # The grid is clamped to the network's supported range, as EDM's generate.py and
@@ -109,10 +180,13 @@ def generate(denoiser: nn.Module, seeds: Sequence[int], spec: SamplerSpec, *, im
             cond["class_labels"] = torch.eye(label_dim, device=device)[y_idx]
         D = denoiser
         if disco:
-            z = prior.sample(rnd.rand(latent_shape[0]), y_idx, spec.temperature)
-            cond["latent"] = one_hot(z, latent_shape[1]).to(device)
+            lat = latents.draw(rnd, y_idx, device)
+            if lat.class_idx is not None:   # oracle latents keep their image's class
+                y_idx = lat.class_idx
+                cond["class_labels"] = torch.eye(label_dim, device=device)[y_idx]
+            cond["latent"] = lat.weights
             D = guided(denoiser, spec.cfg)
-            lats.append(z.cpu().numpy())
+            lats.append(lat.record)
         # Both samplers return their float64 state, which EDM's generate.py (and Restart's
         # generate_restart.py) converts to uint8.
         if spec.kind == "restart":

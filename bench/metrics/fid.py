@@ -65,6 +65,32 @@ def frechet_distance_features(f1: np.ndarray, f2: np.ndarray) -> float:
     return float(np.square(mu1 - mu2).sum() + np.square(a).sum() + np.square(b).sum() - 2 * nuclear)
 
 
+def frechet_distance_to_stats(features: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """The Fréchet distance between the Gaussian fitted to `features` [n, d] (unbiased covariance) and
+    reference statistics (mu2, sigma2), exact and fast when n < d: with A = (F - mu1) / sqrt(n - 1),
+    S1 = A^T A, and the non-zero eigenvalues of S1 S2 = A^T (A S2) are those of A S2 A^T (n x n,
+    symmetric PSD), so tr sqrtm(S1 S2) = sum of their square roots. The value equals
+    `frechet_distance` (scipy's sqrtm of the d x d product, EDM's route) to rounding; the harnesses
+    use this one below d generated images (a 2048-d sqrtm takes ~30-100 s on this CPU), sqrtm above."""
+    f = np.asarray(features, np.float64)
+    mu2, sigma2 = np.asarray(mu2, np.float64), np.asarray(sigma2, np.float64)
+    if f.ndim != 2 or len(f) < 2 or mu2.shape != (f.shape[1],) or sigma2.shape != (f.shape[1],) * 2:
+        raise StatsError(f"need features [n >= 2, d] and statistics of dimension d: got {f.shape}, mu {mu2.shape}, "
+                         f"sigma {sigma2.shape}")
+    mu1 = f.mean(0)
+    a = (f - mu1) / np.sqrt(len(f) - 1)
+    eig = np.linalg.eigvalsh(a @ sigma2 @ a.T).clip(min=0)   # PSD up to rounding
+    return float(np.square(mu1 - mu2).sum() + np.square(a).sum() + np.trace(sigma2) - 2 * np.sqrt(eig).sum())
+
+
+def frechet_distance_auto(features: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.ndarray) -> float:
+    """`frechet_distance_to_stats` below d images, EDM's sqrtm route (`frechet_distance`) from d on."""
+    f = np.asarray(features, np.float64)
+    if len(f) < f.shape[1]:
+        return frechet_distance_to_stats(f, ref_mu, ref_sigma)
+    return frechet_distance(f.mean(0), np.cov(f, rowvar=False), ref_mu, ref_sigma)
+
+
 # ---------------------------------------------------------------------------------------------
 # Statistics.
 
@@ -78,6 +104,13 @@ class FIDStats:
     detector_sha256: Optional[str] = None
     grayscale_repeated: bool = False   # 1-channel images were repeated to 3 channels (EDM fid.py)
     source: str = ""
+    resolution: Optional[int] = None  # of the images measured (None: not recorded, e.g. EDM's files)
+
+    def check_resolution(self, resolution: int) -> None:
+        """A reference of images at another resolution cannot be compared with (resized images change FID)."""
+        if self.resolution is not None and self.resolution != resolution:
+            raise StatsError(f"reference statistics {self.source or ''}: made from {self.resolution}x{self.resolution} "
+                             f"images; this run's images are {resolution}x{resolution}")
 
     def save(self, path: Union[str, Path]) -> Path:
         """EDM-format npz (`mu`, `sigma`) plus `n`, `detector_sha256`, `grayscale_repeated`; atomic."""
@@ -85,7 +118,8 @@ class FIDStats:
 
         return save_npz(Path(path), mu=self.mu, sigma=self.sigma, n=np.int64(-1 if self.n is None else self.n),
                         detector_sha256=np.str_(self.detector_sha256 or ""),
-                        grayscale_repeated=np.bool_(self.grayscale_repeated))
+                        grayscale_repeated=np.bool_(self.grayscale_repeated),
+                        resolution=np.int64(-1 if self.resolution is None else self.resolution))
 
     def describe(self) -> str:
         n = "n unknown" if self.n is None else f"n={self.n}"
@@ -111,13 +145,14 @@ def load_stats(path: Union[str, Path], dim: int = FEATURE_DIM) -> FIDStats:
             n = int(z["n"]) if "n" in keys and np.ndim(z["n"]) == 0 else None
             sha = str(z["detector_sha256"]) if "detector_sha256" in keys else None
             gray = bool(z["grayscale_repeated"]) if "grayscale_repeated" in keys else False
+            res = int(z["resolution"]) if "resolution" in keys and np.ndim(z["resolution"]) == 0 else -1
     except StatsError:
         raise
     except (OSError, ValueError, EOFError) as e:   # not a zip / truncated / object arrays
         raise StatsError(f"{path}: not a readable npz ({type(e).__name__}: {e})") from e
     check_stats(mu, sigma, dim, str(path))
     return FIDStats(mu.astype(np.float64), sigma.astype(np.float64), None if n is None or n < 0 else n,
-                    sha or None, gray, str(path))
+                    sha or None, gray, str(path), res if res > 0 else None)
 
 
 def check_stats(mu: np.ndarray, sigma: np.ndarray, dim: int = FEATURE_DIM, where: str = "statistics") -> None:
@@ -177,11 +212,13 @@ def compute_stats(images: Union[np.ndarray, torch.Tensor, ImageBatches], detecto
         batches = images
     acc = StatsAccumulator()
     channels: set[int] = set()
+    sizes: set[int] = set()
     with tqdm(total=total, desc=desc, unit="img", disable=None if progress else True, leave=False) as bar:
         for b in batches:
             if len(b) == 0:
                 continue
             channels.add(int(b.shape[1]))
+            sizes.add(int(b.shape[-1]))
             acc.add(detector(as_detector_input(b)).numpy())
             bar.update(len(b))
     if len(channels) > 1:
@@ -189,7 +226,8 @@ def compute_stats(images: Union[np.ndarray, torch.Tensor, ImageBatches], detecto
     if distributed:
         acc.all_reduce()
     mu, sigma = acc.finalize()
-    return FIDStats(mu, sigma, acc.n, detector.info.sha256, channels == {1}, source)
+    return FIDStats(mu, sigma, acc.n, detector.info.sha256, channels == {1}, source,
+                    sizes.pop() if len(sizes) == 1 else None)
 
 
 def stats_from_features(features: np.ndarray, detector_sha256: Optional[str] = None) -> FIDStats:
@@ -314,5 +352,6 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 __all__: Sequence[str] = (
     "FIDProtocol", "FIDResult", "FIDStats", "StatsAccumulator", "StatsError", "cached_stats", "check_stats",
-    "compute_stats", "evaluate_fid", "fid_from_stats", "frechet_distance", "frechet_distance_features",
+    "compute_stats", "evaluate_fid", "fid_from_stats", "frechet_distance", "frechet_distance_auto",
+    "frechet_distance_features", "frechet_distance_to_stats",
     "is_stats_npz", "load_stats", "stats_cache_key", "stats_cache_path", "stats_from_features", "to_uint8")

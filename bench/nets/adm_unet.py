@@ -318,7 +318,7 @@ class ADMUNet(nn.Module):
         self.out_conv = Conv2d(cout, cfg.out_channels, 3, zero=True)
 
     def forward(self, x: torch.Tensor, noise_labels: torch.Tensor,
-                class_labels: Optional[torch.Tensor], augment_labels: Optional[torch.Tensor] = None,
+                class_labels: Optional[torch.Tensor] = None, augment_labels: Optional[torch.Tensor] = None,
                 latent_tokens: Optional[torch.Tensor | Mapping[int, torch.Tensor]] = None) -> torch.Tensor:
         # x [B, Cin, R, R], noise_labels [B], class_labels [B, label_dim] (one-hot) or None,
         # augment_labels [B, augment_dim] or None -> [B, Cout, R, R].
