@@ -71,7 +71,8 @@ def dataset_key(preset: ImagePreset) -> str:
 
 @dataclasses.dataclass
 class TableRun:
-    """A FID table's run at one scale: data, the scorer, and the trained models (trained on first use)."""
+    """A FID table's run at one scale: data, the scorer, and the trained models (trained on first use).
+    Under torchrun every rank trains and scores (each its share of the seeds); rank 0 writes."""
     ctx: RunContext
     harness: str
     variant: str
@@ -101,9 +102,16 @@ class TableRun:
 
     def get_scorer(self) -> ImageScorer:
         if self.scorer is None:
-            first = image_preset("EDM", self.ctx.scale)
-            self.scorer = build_scorer(self.train, self.test, self.ctx.scale, self.ctx.cache, self.ctx.fid_detector,
-                                       self.ctx.fid_ref, self.ctx.fid_min_of_three, dataset_key(first))
+            first, shard = image_preset("EDM", self.ctx.scale), self.ctx.shard
+
+            def build() -> ImageScorer:
+                return build_scorer(self.train, self.test, self.ctx.scale, self.ctx.cache, self.ctx.fid_detector,
+                                    self.ctx.fid_ref, self.ctx.fid_min_of_three, dataset_key(first))
+
+            # rank 0 computes the cached reference statistics and fd network; the others then load them
+            self.scorer = build() if shard.is_main else None
+            shard.barrier()
+            self.scorer = self.scorer or build()
         return self.scorer
 
     def rows_for(self, row: RowSpec, restart=None) -> tuple[list[Row], dict[str, list[float]], np.ndarray]:
@@ -111,9 +119,10 @@ class TableRun:
         spec = sampler_spec(row, m.preset, restart)
         scorer = self.get_scorer()
         stage(f"{self.harness} [{self.ctx.scale}]: {row.method}, {row.setting or 'no setting'}: "
-              f"{scorer.budget.ranges} x {scorer.budget.n_per_range} samples ({row.sampler}, cfg {row.cfg:g})")
+              f"{scorer.budget.ranges} x {scorer.budget.n_per_range} samples ({row.sampler}, cfg {row.cfg:g})",
+              self.ctx.shard.is_main)
         sc = scorer.score(lambda seeds: m.generate(seeds, spec, row.latents, self.device),
-                          what=f"{row.method}, {row.setting}")
+                          what=f"{row.method}, {row.setting}", shard=self.ctx.shard)
         rows = self.value_rows(row.ref_id, row.method, row.setting, sc.values, sc.seeds, str(sc.nfe), sc.n,
                                sc.sample_seconds)
         rows.append(Row(self.harness, "", row.method, self.variant, row.setting, "sample_images_per_s",
@@ -137,14 +146,14 @@ class TableRun:
 
     def floor_rows(self) -> list[Row]:
         """The distances of real training images outside the reference subset at the same sample size."""
-        sc = floor_scores(self.get_scorer(), self.train)
+        sc = floor_scores(self.get_scorer(), self.train, self.ctx.shard)
         if sc is None:
             return []
         return self.value_rows("", "real training images", "metric floor", sc.values, sc.seeds, "", sc.n)
 
     def grid(self, images: dict[str, np.ndarray], name: str, per_row: int = 8) -> None:
         """One grid: a line of samples per table row (the first seeds), for a look beside the numbers."""
-        if not images:
+        if not images or not self.ctx.shard.is_main:
             return
         out = Path(self.ctx.out) / self.ctx.scale / name
         stacked = np.concatenate([im[:per_row] for im in images.values()])

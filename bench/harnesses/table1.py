@@ -56,8 +56,6 @@ def table1(ctx: RunContext) -> list[Row]:
     run = TableRun(ctx, "table1", VARIANT)
     for r in ROWS:
         run.model(*r.model)
-    if not ctx.shard.is_main:
-        return []
     rows: list[Row] = []
     grids: dict[str, np.ndarray] = {}
     for r in ROWS:
@@ -66,5 +64,5 @@ def table1(ctx: RunContext) -> list[Row]:
         grids[f"{r.method} | {r.setting}"] = images
     rows += run.floor_rows()
     run.grid(grids, "table1_samples.png")
-    stage(f"table1 [{ctx.scale}]: done")
-    return rows
+    stage(f"table1 [{ctx.scale}]: done", ctx.shard.is_main)
+    return rows if ctx.shard.is_main else []

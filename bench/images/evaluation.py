@@ -21,10 +21,11 @@ from typing import Callable, Optional
 
 import numpy as np
 from bench.data.images import ImageSet, image_loader
+from bench.distributed import Shard
 from bench.metrics.detectors import Detector, load_detector
 from bench.metrics.feature_net import FeatureExtractor, FeatureNetConfig, train_feature_net
-from bench.metrics.fid import (FIDStats, StatsError, cached_stats, compute_stats, frechet_distance_auto,
-                               load_stats, stats_cache_key, stats_from_features)
+from bench.metrics.fid import (FIDStats, StatsAccumulator, StatsError, cached_stats, compute_stats, frechet_distance,
+                               frechet_distance_auto, load_stats, stats_cache_key, stats_from_features)
 from bench.progress import stage
 
 REF_ENV = "DISCO_BENCH_IMAGENET64_REF"   # EDM's imagenet-64x64.npz (reference statistics), when not given by flag
@@ -96,27 +97,54 @@ class ImageScorer:
     def fd_extractor(self) -> str:
         return self.fd.describe() if self.fd else ""
 
-    def distances(self, images: np.ndarray) -> dict[str, float]:
-        out = {"fid": frechet_distance_auto(self.detector.features(images, batch_size=64), self.ref.mu, self.ref.sigma)}
+    def distances(self, images: np.ndarray, shard: Shard = Shard()) -> dict[str, float]:
+        """FID (and fd) of `images` against the reference. Under torchrun each rank passes its share:
+        from 2048 images on, the Inception statistics are all-reduced (EDM fid.py's sums) and EDM's sqrtm
+        route is used; below that, and for the small fd features, the features themselves are gathered."""
+        fid_feats = self.detector.features(images, batch_size=64)
+        if shard.world == 1:
+            out = {"fid": frechet_distance_auto(fid_feats, self.ref.mu, self.ref.sigma)}
+        else:
+            acc = StatsAccumulator(fid_feats.shape[1])
+            acc.add(fid_feats)
+            acc.all_reduce()
+            if acc.n >= fid_feats.shape[1]:
+                mu, sigma = acc.finalize()
+                out = {"fid": frechet_distance(mu, sigma, self.ref.mu, self.ref.sigma)}
+            else:
+                out = {"fid": frechet_distance_auto(_gather(fid_feats, shard), self.ref.mu, self.ref.sigma)}
         if self.fd is not None:
-            out[self.fd.metric] = frechet_distance_auto(self.fd.features(images), *self.fd_ref)
+            out[self.fd.metric] = frechet_distance_auto(_gather(self.fd.features(images), shard), *self.fd_ref)
         return out
 
     def score(self, generate: Callable[[list[int]], tuple[np.ndarray, int]], first_seed: int = 0,
-              what: str = "") -> Scored:
-        """generate(seeds) -> (uint8 images [n, C, H, W], counted NFE); scored per seed range."""
+              what: str = "", shard: Shard = Shard()) -> Scored:
+        """generate(seeds) -> (uint8 images [n, C, H, W], counted NFE); scored per seed range. Under
+        torchrun every rank calls this and generates every world-th seed of each range."""
         values: dict[str, list[float]] = {}
         seeds, nfe, t_sample, first = [], 0, 0.0, None
         for i, r in enumerate(self.budget.seed_ranges(first_seed)):
             t0 = time.perf_counter()
-            images, nfe = generate(list(r))
+            images, nfe = generate(list(r)[shard.rank::shard.world])
             t_sample += time.perf_counter() - t0
-            stage(f"  {what}: seeds {r.start}-{r.stop - 1} sampled in {time.perf_counter() - t0:.0f} s; scoring")
-            for k, v in self.distances(images).items():
+            stage(f"  {what}: seeds {r.start}-{r.stop - 1} sampled in {time.perf_counter() - t0:.0f} s; scoring",
+                  shard.is_main)
+            for k, v in self.distances(images, shard).items():
                 values.setdefault(k, []).append(v)
             seeds.append(f"{r.start}-{r.stop - 1}")
             first = images if i == 0 else first
         return Scored(values, seeds, nfe, self.budget.n_per_range, t_sample, first)
+
+
+def _gather(features: np.ndarray, shard: Shard) -> np.ndarray:
+    """Every rank's rows (the features of its seeds), concatenated on every rank."""
+    if shard.world == 1:
+        return features
+    import torch.distributed as dist
+
+    parts: list = [None] * shard.world
+    dist.all_gather_object(parts, features)
+    return np.concatenate(parts)
 
 
 def reference_subset(train: ImageSet, budget: FIDBudget) -> ImageSet:
@@ -178,14 +206,14 @@ def build_scorer(train: ImageSet, test: ImageSet, scale: str, cache: Path, detec
     return ImageScorer(detector, ref, budget, fd, fd_ref)
 
 
-def floor_scores(scorer: ImageScorer, train: ImageSet) -> Optional[Scored]:
+def floor_scores(scorer: ImageScorer, train: ImageSet, shard: Shard = Shard()) -> Optional[Scored]:
     """The same distances for real training images outside the reference subset, per seed range:
     what a perfect generator would score at this sample size (the metric's floor and spread)."""
     blocks = real_images(train, scorer.budget)
     if not blocks:
         return None
-    it = iter(blocks)
-    return scorer.score(lambda seeds: (next(it), 0), what="real training images")
+    real = np.concatenate(blocks)   # "seed" i = the i-th of these images
+    return scorer.score(lambda seeds: (real[seeds], 0), what="real training images", shard=shard)
 
 
 __all__ = ["BUDGETS", "FIDBudget", "ImageScorer", "REF_ENV", "Scored", "budget_for", "build_scorer", "floor_scores",
