@@ -182,3 +182,39 @@ def test_report_flags_results_older_than_their_code():
     assert code_note({before}, ("bench/report.py",)).endswith("; older than its code (changed since)")
     assert code_note({before}, ()) == f"git {before[:7]}"                       # no code named: commit only
     assert "unknown" in code_note({"0" * 40}, ("bench/",))                      # a commit git does not know
+
+
+def test_spread_rule_inconclusive_within_two_standard_errors():
+    from bench.report import compare
+
+    lower = lambda a, b: a < b  # noqa: E731
+    assert compare([1.0, 1.1, 0.9], [2.0, 2.1, 1.9], lower)[0] == "held"
+    assert compare([2.0, 2.1, 1.9], [1.0, 1.1, 0.9], lower)[0] == "not held"
+    verdict, detail = compare([1.0, 3.0, 2.0], [2.2, 0.4, 3.4], lower)   # means 2.0 vs 2.0
+    assert verdict == "inconclusive" and "within 2 s.e." in detail
+    # paired by seeds: a consistent small gain over noisy replicates is seen, unpaired it is not
+    t, b = [10.0, 20.0, 30.0], [10.5, 20.6, 30.4]
+    assert compare(t, b, lower)[0] == "inconclusive"
+    verdict, detail = compare(t, b, lower, paired=True)
+    assert verdict == "held" and "paired by seeds" in detail
+    verdict, detail = compare([1.0], [2.0], lower)
+    assert verdict == "held" and "one replicate: no spread" in detail
+
+
+def test_fid_claims_are_also_checked_in_fd_metrics():
+    from bench.report import with_fd_metrics
+
+    c = next(c for c in load_claims() if c.claim_id == "5a")
+    rows = [Row("table3", "", "DisCo-Diff", "v", s, m, v, seeds=seeds, scale="small", git_sha="abc")
+            for s, off in (("generative, cfg=1", 0.0), ("generative, cfg=0", 1.0))
+            for m in ("fid", "fd_fashionmnist_cnn") for seeds, v in (("0-9", 5 + off), ("10-19", 6 + off), ("20-29", 7 + off))]
+    expanded = with_fd_metrics(c, rows)
+    assert [x.metric for x in expanded] == ["fid", "fd_fashionmnist_cnn"]
+    for x in expanded:
+        (v,) = evaluate_claim(x, rows)
+        assert v["verdict"] == "held" and "paired by seeds" in v["detail"]   # 1 lower in every seed range
+    gap = next(c for c in load_claims() if c.claim_id == "6a")
+    assert [x.metric for x in with_fd_metrics(gap, rows)] == ["fid_generative_oracle_gap",
+                                                               "fd_fashionmnist_cnn_generative_oracle_gap"]
+    w2 = next(c for c in load_claims() if c.claim_id == "2a")
+    assert with_fd_metrics(w2, rows) == [w2]
