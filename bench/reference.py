@@ -10,6 +10,10 @@ from bench.provenance import REPO_ROOT
 
 REFERENCE_DIR = REPO_ROOT / "reference"
 RELATIONS = ("lower", "higher", "below", "above", "qualitative")
+# where a reference number comes from (reference/SCHEMA.md): printed in the paper, computed from
+# printed numbers, or taken from public code / another paper
+ORIGINS = ("paper", "derived", "external")
+KINDS = ("empirical", "structural")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +29,8 @@ class RefRow:
     ours: str
     source: str
     note: str
+    origin: str      # one of ORIGINS
+    quote: str       # fragment of shared/paper/TABLES.md with {value} (and {nfe}); empty if none
 
     @property
     def number(self) -> Optional[float]:
@@ -46,6 +52,8 @@ class Claim:
     threshold: str
     scope: str
     note: str
+    kind: str = "empirical"   # one of KINDS; "structural": true by how the model is built (the note says why)
+    select_by: str = ""       # a validation metric: the baseline is the baseline method's variant lowest in it
 
 
 def _read(path: Path) -> list[dict]:
@@ -62,6 +70,8 @@ def load_reference(root: Path = REFERENCE_DIR) -> dict[str, RefRow]:
             r = RefRow(**{f.name: d.get(f.name, "") or "" for f in dataclasses.fields(RefRow)})
             if r.ref_id in out:
                 raise ValueError(f"{path}: duplicate ref_id {r.ref_id!r}")
+            if r.origin not in ORIGINS:
+                raise ValueError(f"{path}: {r.ref_id}: origin {r.origin!r} is not one of {ORIGINS}")
             out[r.ref_id] = r
     return out
 
@@ -70,4 +80,8 @@ def load_claims(root: Path = REFERENCE_DIR) -> list[Claim]:
     path = root / "claims.csv"
     if not path.exists():
         return []
-    return [Claim(**{f.name: d.get(f.name, "") or "" for f in dataclasses.fields(Claim)}) for d in _read(path)]
+    claims = [Claim(**{f.name: d.get(f.name, "") or "" for f in dataclasses.fields(Claim)}) for d in _read(path)]
+    for c in claims:
+        if c.kind not in KINDS:
+            raise ValueError(f"{path}: claim {c.claim_id}: kind {c.kind!r} is not one of {KINDS}")
+    return claims

@@ -7,6 +7,7 @@ from typing import Callable, Optional
 
 from bench.distributed import Shard
 from bench.rows import Row
+from bench.tolerance import Tolerance
 
 SCALES = ("smoke", "small", "paper")
 
@@ -40,6 +41,8 @@ class Harness:
     code: tuple[str, ...] = ()       # repository paths whose code makes its results (REPORT.md flags
     #                                  results made before a later change to them)
     options: tuple[str, ...] = ()    # optional CLI flag groups it honours ("fid"); others are refused
+    tolerances: tuple[tuple[str, Tolerance], ...] = ()  # (metric pattern, how far a rerun may move it):
+    #                                  `python -m bench check` (bench/tolerance.py)
 
     @property
     def built(self) -> bool:
@@ -48,11 +51,16 @@ class Harness:
 
 HARNESSES: dict[str, Harness] = {}
 VARIANTS: dict[str, str] = {"app-f": "the paper's text read literally (App. F for the 2D study)"}
+BEYOND_PAPER: set[str] = set()   # variants that add something the paper does not do: verdicts of their own
 
 
-def describe_variant(name: str, deviation: str) -> None:
-    """Record what a non-faithful variant changes, so every report states it."""
+def describe_variant(name: str, deviation: str, beyond_paper: bool = False) -> None:
+    """Record what a non-faithful variant changes, so every report states it. `beyond_paper`: the variant
+    adds a method the paper does not have (not merely a reading of what it leaves open); its claim
+    verdicts are reported apart from the paper's."""
     VARIANTS[name] = deviation
+    if beyond_paper:
+        BEYOND_PAPER.add(name)
 
 
 def register(h: Harness) -> Harness:
@@ -63,10 +71,11 @@ def register(h: Harness) -> Harness:
 
 
 def harness(label: str, reproduces: str, paper_rows: tuple[str, ...], group: str = "", code: tuple[str, ...] = (),
-            options: tuple[str, ...] = ()):
+            options: tuple[str, ...] = (), tolerances: tuple[tuple[str, Tolerance], ...] = ()):
     """Decorator registering a built harness function under a paper label."""
     def wrap(fn: HarnessFn) -> HarnessFn:
-        register(Harness(label, reproduces, paper_rows, fn, group=group, code=code, options=options))
+        register(Harness(label, reproduces, paper_rows, fn, group=group, code=code, options=options,
+                         tolerances=tolerances))
         return fn
     return wrap
 

@@ -21,7 +21,8 @@ class Row:
     value: float
     nfe: str = ""         # counted by the sampler; "" if no sampler was involved
     n_samples: int = 0
-    seeds: str = ""       # e.g. "0-2"
+    seeds: str = ""       # sampling seeds, e.g. "0-7999"
+    train_seed: str = ""  # the training run (replicate) the row comes from, e.g. "1"; "" = one training run
     scale: str = ""
     dataset: str = ""     # stand-ins are named as such
     feature_extractor: str = ""
@@ -31,6 +32,7 @@ class Row:
 
 
 FIELDS = [f.name for f in dataclasses.fields(Row)]
+LEGACY_FIELDS = [f for f in FIELDS if f != "train_seed"]
 
 
 def write_csv(path: Path, rows: Iterable[Row]) -> Path:
@@ -46,6 +48,8 @@ def read_csv(path: Path) -> list[Row]:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except pd.errors.EmptyDataError:
         df = pd.DataFrame()
+    if list(df.columns) == LEGACY_FIELDS:   # results written before rows named their training run
+        df.insert(FIELDS.index("train_seed"), "train_seed", "")
     if list(df.columns) != FIELDS:
         raise ValueError(f"{path}: columns {list(df.columns)} are not the row contract {FIELDS}")
     df["value"] = df["value"].map(float)

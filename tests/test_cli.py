@@ -1,6 +1,7 @@
 """The CLI, driven in a subprocess as a user would."""
 import csv
 
+import pytest
 from conftest import run_cli
 
 
@@ -10,7 +11,7 @@ def test_list_names_every_label_and_status():
     for label in ["table1", "table2", "table3", "table4", "table5", "figure3", "figure4", "figure6",
                   "figure7", "figure9", "figure10", "figure13", "w2", "timing"]:
         assert label in r.stdout
-    assert "[built]" in r.stdout and "not built yet" in r.stdout
+    assert "[built]" in r.stdout   # (and "not built yet" while some harness is unbuilt: not asserted, it will change)
 
 
 def test_unknown_harness_exits_2_with_choices():
@@ -25,7 +26,11 @@ def test_bad_flags_exit_2():
 
 
 def test_unbuilt_harness_exits_2_and_says_so():
-    r = run_cli("table2", "--scale", "smoke")
+    from bench.registry import load_all
+    unbuilt = [k for k, h in load_all().items() if not h.built]
+    if not unbuilt:
+        pytest.skip("every harness is built")
+    r = run_cli(unbuilt[0], "--scale", "smoke")
     assert r.returncode == 2 and "not built yet" in r.stderr
 
 
@@ -46,41 +51,63 @@ def _table(path, drop=("seconds",)):
         return [{k: v for k, v in row.items() if k not in drop} for row in csv.DictReader(f)]
 
 
-def test_smoke_study_twice_same_seed_same_csv(tmp_path):
+@pytest.fixture(scope="module")
+def smoke_2d(tmp_path_factory):
+    """One smoke run of the 2D study through the CLI (w2 brings figure3 and figure4 along), shared."""
+    tmp = tmp_path_factory.mktemp("smoke2d")
+    r = run_cli("w2", "--scale", "smoke", "--out", str(tmp / "res"), "--cache", str(tmp / "runs"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    return tmp / "res"
+
+
+def test_smoke_study_twice_same_seed_same_csv(smoke_2d, tmp_path):
     """The whole 2D path through the CLI; a second run from scratch (fresh cache) with the same
     seed writes the same CSVs (wall-clock `seconds` aside)."""
-    outs = []
-    for i in range(2):
-        out = tmp_path / f"res{i}"
-        r = run_cli("w2", "--scale", "smoke", "--out", str(out), "--cache", str(tmp_path / f"runs{i}"))
-        assert r.returncode == 0, r.stderr[-2000:]
-        outs.append(out)
-    for name in ["w2.csv"]:
-        a, b = _table(outs[0] / "smoke" / name), _table(outs[1] / "smoke" / name)
-        assert a == b and len(a) > 0
-    smoke = outs[0] / "smoke"
-    assert (smoke / "figure3.csv").exists() and (smoke / "figure4.csv").exists()  # one shared run
-    for f in ["w2.md", "figure3.png", "figure4.png", "toy2d_samples.npz", "claims.csv"]:
+    again = tmp_path / "res"
+    r = run_cli("w2", "--scale", "smoke", "--out", str(again), "--cache", str(tmp_path / "runs"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    for name in ["w2.csv", "figure3.csv", "figure4.csv"]:
+        timed = lambda rows: [r for r in rows if r["metric"] != "train_seconds"]  # noqa: E731  (wall time)
+        a, b = timed(_table(smoke_2d / "smoke" / name)), timed(_table(again / "smoke" / name))
+        assert a == b and len(a) > 0, name
+    smoke = smoke_2d / "smoke"
+    for f in ["w2.md", "figure3.png", "figure4.png", "toy2d_samples.npz", "claims.csv", "REPORT.md"]:
         assert (smoke / f).exists(), f
-    from bench.registry import load_all
-    unbuilt = sum(not h.built for h in load_all().values())
-    assert unbuilt >= 1 and (outs[0] / "REPORT.md").read_text().count("not built yet") >= unbuilt
-    verdicts = _table(smoke / "claims.csv", drop=())
-    assert any(v["claim_id"] == "2a" and v["verdict"] in ("held", "not held") for v in verdicts)
+    assert "pipeline check: its numbers are not meaningful" in (smoke / "REPORT.md").read_text()
 
 
-def test_samples_npz_recomputes_w2(tmp_path):
+def test_smoke_study_verdicts_at_seed_0(smoke_2d):
+    """The verdicts of the fixed-seed smoke run, each pinned (they change only when the 2D study does):
+    the tuned DisCo-Diff beats the best DM by validation W2 outside the interval; the faithful one's interval
+    covers zero; the stratified row is reported beyond the paper; 2b and 2d are structural."""
+    got = {(v["claim_id"], v["variant"]): (v["section"], v["verdict"])
+           for v in _table(smoke_2d / "smoke" / "claims.csv", drop=()) if v["claim_id"] in ("2a", "2b", "2c", "2d")}
+    assert got[("2a", "tuned")] == ("paper", "held")
+    assert got[("2a", "app-f")] == ("paper", "inconclusive")
+    assert got[("2a", "tuned, stratified latents")] == ("beyond the paper", "held")
+    assert got[("2c", "tuned")] == ("paper", "not held")
+    assert got[("2b", "tuned")] == ("structural", "inconclusive")
+    assert got[("2d", "tuned")] == ("structural", "inconclusive")
+    rows = _table(smoke_2d / "smoke" / "w2.csv")
+    val = {r["variant"]: float(r["value"]) for r in rows if r["metric"] == "validation_w2" and r["train_seed"] == "0"}
+    assert set(val) == {"app-f", "tuned", "sigma_data matched"}      # the three DM recipes, each validated
+    detail = next(v["detail"] for v in _table(smoke_2d / "smoke" / "claims.csv", drop=())
+                  if v["claim_id"] == "2a" and v["variant"] == "tuned")
+    assert "lowest validation_w2, `tuned`" in detail
+
+
+def test_samples_npz_recomputes_w2(smoke_2d):
     import numpy as np
     from bench.metrics.w2 import wasserstein2
 
-    out = tmp_path / "res"
-    r = run_cli("w2", "--scale", "smoke", "--out", str(out), "--cache", str(tmp_path / "runs"))
-    assert r.returncode == 0, r.stderr[-2000:]
-    d = np.load(out / "smoke" / "toy2d_samples.npz")
-    rows = _table(out / "smoke" / "w2.csv")
-    dm = next(x for x in rows if x["method"] == "DM" and x["setting"] == "seed=0")
-    w = wasserstein2(d["generated_DM__app-f_prior_seed0"], d["true_seed0"])
-    assert abs(w - float(dm["value"])) < 1e-9
+    d = np.load(smoke_2d / "smoke" / "toy2d_samples.npz")
+    rows = _table(smoke_2d / "smoke" / "w2.csv")
+    for run in ("0", "1"):
+        dm = next(x for x in rows if x["method"] == "DM" and x["variant"] == "app-f" and x["metric"] == "w2"
+                  and x["train_seed"] == run)
+        j = int(dm["setting"].split("=")[1])
+        w = wasserstein2(d[f"generated_DM__app-f__run{run}_prior_seed{j}"], d[f"true_seed{j}"])
+        assert abs(w - float(dm["value"])) < 1e-9
 
 
 def test_table5_harness_checks_the_preset(tmp_path):
@@ -88,7 +115,10 @@ def test_table5_harness_checks_the_preset(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     rows = _table(tmp_path / "smoke" / "table5.csv")
     checks = [x for x in rows if x["metric"] == "matches_table5"]
-    assert len(checks) == 4 and all(float(x["value"]) == 1.0 for x in checks)
+    # the three ImageNet-64 cells; ImageNet-128 has no preset to check yet (issue 17)
+    assert sorted(x["paper_row"] for x in checks) == ["table5.imagenet64.attention_resolutions",
+                                                    "table5.imagenet64.encoder_patch", "table5.imagenet64.feature_maps"]
+    assert all(float(x["value"]) == 1.0 for x in checks)
     adm = next(x for x in rows if x["method"] == "ADM U-Net (EDM baseline)")
     # EDM's ImageNet-64 ADM; our layout was checked bit-identical against a transcription of EDM's code.
     assert int(float(adm["value"])) == 295_899_267

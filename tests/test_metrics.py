@@ -77,3 +77,14 @@ def test_diverged_fraction():
     from bench.harnesses.toy2d import diverged_fraction
     x = np.array([[0.0, 3.0], [1e6, 0.0], [np.nan, 0.0], [29.0, 0.0]])
     assert diverged_fraction(x, Mixture2DConfig()) == 0.5
+
+
+def test_w2_assignment_equals_network_simplex():
+    """Equal sizes take the assignment path; it must give POT's exact emd2 value."""
+    import ot
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(400, 2)), rng.normal(1.0, 2.0, size=(400, 2))
+    n = len(x)
+    emd = np.sqrt(ot.emd2(np.full(n, 1 / n), np.full(n, 1 / n), ot.dist(x, y, metric="sqeuclidean")))
+    assert wasserstein2(x, y) == pytest.approx(emd, rel=1e-10)
+    assert wasserstein2(x, y[:300]) > 0   # unequal sizes: the network simplex

@@ -8,7 +8,7 @@ import pytest
 from bench import atomic
 from bench.reference import Claim, load_claims, load_reference
 from bench.report import evaluate_claim, harness_markdown
-from bench.rows import FIELDS, Row, read_csv, write_csv
+from bench.rows import FIELDS, LEGACY_FIELDS, Row, read_csv, write_csv
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -26,8 +26,15 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
     assert [f.name for f in tmp_path.iterdir()] == ["x.csv"]   # no temp file left behind
 
 
-def _row(method, variant, setting, metric, value, paper_row=""):
-    return Row("w2", paper_row, method, variant, setting, metric, value, scale="smoke", git_sha="abc")
+def _row(method, variant, setting, metric, value, paper_row="", seeds="", train_seed=""):
+    return Row("w2", paper_row, method, variant, setting, metric, value, seeds=seeds, train_seed=train_seed,
+               scale="smoke", git_sha="abc")
+
+
+def _reps(method, variant, values, metric="w2", setting=None, by="seeds"):
+    """Replicate rows: one per value, by sampling seed range (by="seeds") or training run (by="train_seed")."""
+    return [_row(method, variant, setting if setting is not None else f"seed={i}", metric, v, **{by: str(i)})
+            for i, v in enumerate(values)]
 
 
 def test_rows_roundtrip(tmp_path):
@@ -42,7 +49,8 @@ def test_rows_roundtrip(tmp_path):
 def test_committed_results_read_and_rewrite_identically(tmp_path):
     """Every committed results CSV reads as the csv module reads it (values typed as the contract
     says; "" stays "") and writes back byte for byte."""
-    paths = [p for p in sorted(RESULTS.glob("*/*.csv")) if p.read_text().split("\n", 1)[0] == ",".join(FIELDS)]
+    headers = {",".join(FIELDS), ",".join(LEGACY_FIELDS)}   # legacy: written before rows named their training run
+    paths = [p for p in sorted(RESULTS.glob("*/*.csv")) if p.read_text().split("\n", 1)[0] in headers]
     assert paths
     for p in paths:
         with open(p, newline="", encoding="utf-8") as f:
@@ -50,16 +58,19 @@ def test_committed_results_read_and_rewrite_identically(tmp_path):
                            "seconds": float(d["seconds"] or 0)}) for d in csv.DictReader(f)]
         got = read_csv(p)
         assert [repr(r) for r in got] == [repr(r) for r in want], p   # repr: NaN == NaN, types checked
-        assert write_csv(tmp_path / p.name, got).read_bytes() == p.read_bytes(), p
+        again = write_csv(tmp_path / p.name, got)
+        if p.read_text().startswith(",".join(FIELDS) + "\n"):
+            assert again.read_bytes() == p.read_bytes(), p
+        else:
+            assert [repr(r) for r in read_csv(again)] == [repr(r) for r in want], p
 
 
 CLAIM = Claim("2a", "lower W2", "w2", "w2", "lower", "DisCo-Diff", "DM", "", "mean", "")
 
 
 def test_claim_held_not_held_not_run():
-    rows = [_row("DM", "app-f", f"seed={s}", "w2", v) for s, v in enumerate([0.27, 0.25, 0.26])]
-    rows += [_row("DisCo-Diff", "app-f", f"seed={s}", "w2", v) for s, v in enumerate([0.12, 0.13, 0.11])]
-    rows += [_row("DisCo-Diff", "tuned", f"seed={s}", "w2", v) for s, v in enumerate([0.30, 0.31, 0.29])]
+    rows = _reps("DM", "app-f", [0.27, 0.25, 0.26]) + _reps("DisCo-Diff", "app-f", [0.12, 0.13, 0.11])
+    rows += _reps("DisCo-Diff", "tuned", [0.35, 0.36, 0.34])
     verdicts = {v["variant"]: v["verdict"] for v in evaluate_claim(CLAIM, rows)}
     assert verdicts == {"app-f": "held", "tuned": "not held"}
     assert evaluate_claim(CLAIM, None)[0]["verdict"] == "not run"
@@ -68,16 +79,22 @@ def test_claim_held_not_held_not_run():
 
 def test_claim_every_setting_names_failures():
     c = Claim("2b", "lower curvature", "figure4", "curvature", "lower", "DisCo-Diff", "DM", "", "every_setting", "")
-    rows = [_row("DM", "app-f", "t=1", "curvature", 1.0), _row("DM", "app-f", "t=2", "curvature", 1.0),
-            _row("DisCo-Diff", "app-f", "t=1", "curvature", 0.5), _row("DisCo-Diff", "app-f", "t=2", "curvature", 1.5)]
+    reps = lambda m, t, vals: _reps(m, "app-f", vals, "curvature", f"t={t}", by="train_seed")  # noqa: E731
+    rows = reps("DM", 1, [1.0, 1.1, 0.9]) + reps("DM", 2, [1.0, 1.1, 0.9])
+    rows += reps("DisCo-Diff", 1, [0.5, 0.6, 0.4]) + reps("DisCo-Diff", 2, [1.5, 1.6, 1.4])
     (v,) = evaluate_claim(c, rows)
     assert v["verdict"] == "not held" and "t=2" in v["detail"] and "1/2" in v["detail"]
+    assert v["replicates"] == "3 training runs vs 3 training runs per setting"
 
 
 def test_threshold_claim():
     c = Claim("7a", "cheap prior", "timing", "overhead_pct", "below", "DisCo-Diff", "", "5", "mean", "")
-    assert evaluate_claim(c, [_row("DisCo-Diff", "app-f", "", "overhead_pct", 0.6)])[0]["verdict"] == "held"
-    assert evaluate_claim(c, [_row("DisCo-Diff", "app-f", "", "overhead_pct", 9.0)])[0]["verdict"] == "not held"
+    verdict = lambda vals: evaluate_claim(c, _reps("DisCo-Diff", "app-f", vals, "overhead_pct", ""))[0]  # noqa: E731
+    assert verdict([0.6, 0.5, 0.7])["verdict"] == "held"
+    assert verdict([9.0, 8.0, 10.0])["verdict"] == "not held"
+    assert verdict([4.0, 6.0, 5.5])["verdict"] == "inconclusive"          # the interval covers 5
+    one = verdict([0.6])
+    assert one["verdict"] == "inconclusive" and "one replicate" in one["detail"]
 
 
 def test_markdown_shows_paper_value_and_seed_spread():
@@ -97,13 +114,45 @@ def test_every_claim_names_a_registered_harness():
 
 
 def test_claim_compares_matched_variants():
-    rows = [_row("DM", "app-f", "seed=0", "w2", 0.30), _row("DM", "tuned", "seed=0", "w2", 0.20),
-            _row("DisCo-Diff", "app-f", "seed=0", "w2", 0.25), _row("DisCo-Diff", "tuned", "seed=0", "w2", 0.22),
-            _row("DisCo-Diff", "tuned, stratified latents", "seed=0", "w2", 0.05)]
+    rows = _reps("DM", "app-f", [0.30, 0.31, 0.29]) + _reps("DM", "tuned", [0.20, 0.21, 0.19])
+    rows += _reps("DisCo-Diff", "app-f", [0.25, 0.26, 0.24]) + _reps("DisCo-Diff", "tuned", [0.23, 0.24, 0.22])
+    rows += _reps("DisCo-Diff", "tuned, stratified latents", [0.05, 0.06, 0.04])
     got = {v["variant"]: (v["verdict"], v["baseline"]) for v in evaluate_claim(CLAIM, rows)}
     assert got["app-f"] == ("held", "0.3")
     assert got["tuned"] == ("not held", "0.2")          # vs the tuned DM, not the app-f one
     assert got["tuned, stratified latents"] == ("held", "0.2")
+
+
+def test_claim_meets_the_best_baseline_by_validation():
+    """select_by: every treatment variant meets the baseline variant with the lowest validation metric, chosen
+    on rows apart from the test rows (the pool of the scale), and the choice is named."""
+    import dataclasses
+    c = dataclasses.replace(CLAIM, select_by="validation_w2")
+    rows = _reps("DM", "app-f", [0.30, 0.31, 0.29], by="train_seed") + _reps("DM", "tuned", [0.20, 0.21, 0.19], by="train_seed")
+    rows += _reps("DisCo-Diff", "app-f", [0.25, 0.26, 0.24], by="train_seed")
+    pool = rows + _reps("DM", "app-f", [0.5, 0.5, 0.5], "validation_w2", "validation", by="train_seed")
+    pool += _reps("DM", "tuned", [0.6, 0.6, 0.6], "validation_w2", "validation", by="train_seed")
+    (v,) = evaluate_claim(c, rows, pool)   # app-f is best by validation, though tuned is lower on test
+    assert (v["verdict"], v["baseline"]) == ("held", "0.3") and "`app-f`" in v["detail"]
+    assert v["replicates"] == "3 training runs vs 3 training runs" and not v["interval"].endswith("paired")
+    pool2 = rows + _reps("DM", "tuned", [0.1, 0.1, 0.1], "validation_w2", "validation", by="train_seed")
+    (v,) = evaluate_claim(c, rows, pool2)
+    assert (v["verdict"], v["baseline"]) == ("not held", "0.2")
+    (v,) = evaluate_claim(c, rows, rows)     # nothing to choose by: not run, and it says why
+    assert v["verdict"] == "not run" and "validation_w2" in v["detail"]
+
+
+def test_verdict_sections():
+    """A structural claim and a beyond-paper variant are reported apart from the paper's verdicts."""
+    import dataclasses
+
+    import bench.harnesses  # noqa: F401  (registers the beyond-paper variants)
+    rows = _reps("DM", "tuned", [0.30, 0.31, 0.29]) + _reps("DisCo-Diff", "tuned", [0.20, 0.21, 0.19])
+    rows += _reps("DisCo-Diff", "tuned, stratified latents", [0.05, 0.06, 0.04])
+    got = {v["variant"]: v["section"] for v in evaluate_claim(CLAIM, rows)}
+    assert got == {"tuned": "paper", "tuned, stratified latents": "beyond the paper"}
+    got = {v["variant"]: v["section"] for v in evaluate_claim(dataclasses.replace(CLAIM, kind="structural"), rows)}
+    assert got == {"tuned": "structural", "tuned, stratified latents": "beyond the paper"}
 
 
 def test_undefined_measurement_is_not_held():
@@ -184,21 +233,44 @@ def test_report_flags_results_older_than_their_code():
     assert "unknown" in code_note({"0" * 40}, ("bench/",))                      # a commit git does not know
 
 
-def test_spread_rule_inconclusive_within_two_standard_errors():
-    from bench.report import compare
+def test_spread_rule_is_a_95_percent_interval():
+    from scipy import stats
 
-    lower = lambda a, b: a < b  # noqa: E731
-    assert compare([1.0, 1.1, 0.9], [2.0, 2.1, 1.9], lower)[0] == "held"
-    assert compare([2.0, 2.1, 1.9], [1.0, 1.1, 0.9], lower)[0] == "not held"
-    verdict, detail = compare([1.0, 3.0, 2.0], [2.2, 0.4, 3.4], lower)   # means 2.0 vs 2.0
-    assert verdict == "inconclusive" and "within 2 s.e." in detail
-    # paired by seeds: a consistent small gain over noisy replicates is seen, unpaired it is not
+    from bench.report import Replicates, compare, interval
+
+    R = lambda vals, unit="sampling seed ranges": Replicates({str(i): v for i, v in enumerate(vals)}, unit)  # noqa: E731
+    assert compare(R([1.0, 1.1, 0.9]), R([2.0, 2.1, 1.9]), "lower")["verdict"] == "held"
+    assert compare(R([2.0, 2.1, 1.9]), R([1.0, 1.1, 0.9]), "lower")["verdict"] == "not held"
+    res = compare(R([1.0, 3.0, 2.0]), R([2.2, 0.4, 3.4]), "lower")       # means 2.0 vs 2.0
+    assert res["verdict"] == "inconclusive" and "covers zero" in res["detail"]
+    # paired by seeds: a consistent small gain over noisy replicates is seen, unpaired (training runs) it is not
     t, b = [10.0, 20.0, 30.0], [10.5, 20.6, 30.4]
-    assert compare(t, b, lower)[0] == "inconclusive"
-    verdict, detail = compare(t, b, lower, paired=True)
-    assert verdict == "held" and "paired by seeds" in detail
-    verdict, detail = compare([1.0], [2.0], lower)
-    assert verdict == "held" and "one replicate: no spread" in detail
+    assert compare(R(t, "training runs"), R(b, "training runs"), "lower")["verdict"] == "inconclusive"
+    res = compare(R(t), R(b), "lower")
+    assert res["verdict"] == "held" and res["interval"].endswith("paired")
+    # the paired interval is Student's t on the differences, 2 degrees of freedom
+    d = [x - y for x, y in zip(t, b)]
+    half = stats.t.ppf(0.975, 2) * stats.tstd(d) / 3 ** 0.5
+    lo, hi, paired = interval(R(t), R(b))
+    assert paired and lo == pytest.approx(sum(d) / 3 - half) and hi == pytest.approx(sum(d) / 3 + half)
+    # Welch's interval matches scipy's Welch t-test: zero lies on its edge exactly at p = 0.05
+    x, y = [1.0, 1.4, 0.7, 1.2], [1.9, 2.6, 2.2]
+    lo, hi, paired = interval(R(x, "training runs"), R(y, "training runs"))
+    p = stats.ttest_ind(x, y, equal_var=False).pvalue
+    assert not paired and (hi < 0) == (p < 0.05)
+    res = compare(R([1.0]), R([2.0, 2.1]), "lower")
+    assert res["verdict"] == "inconclusive" and "one replicate" in res["detail"]
+
+
+def test_replicates_are_training_runs_where_rows_name_them():
+    from bench.report import replicates
+
+    rows = [_row("DM", "app-f", f"seed={j}", "w2", v, seeds=f"s{j}", train_seed=str(j // 2))
+            for j, v in enumerate([1.0, 3.0, 5.0, 7.0])]
+    r = replicates(rows)
+    assert r.unit == "training runs" and r.values == {"0": 2.0, "1": 6.0}   # sampling seeds averaged per run
+    r = replicates([_row("DM", "app-f", "", "w2", v, seeds=f"s{j}") for j, v in enumerate([1.0, 2.0])])
+    assert r.unit == "sampling seed ranges" and r.said() == "2 sampling seed ranges of one training run"
 
 
 def test_fid_claims_are_also_checked_in_fd_metrics():
@@ -212,7 +284,7 @@ def test_fid_claims_are_also_checked_in_fd_metrics():
     assert [x.metric for x in expanded] == ["fid", "fd_fashionmnist_cnn"]
     for x in expanded:
         (v,) = evaluate_claim(x, rows)
-        assert v["verdict"] == "held" and "paired by seeds" in v["detail"]   # 1 lower in every seed range
+        assert v["verdict"] == "held" and v["interval"].endswith("paired")   # 1 lower in every seed range
     gap = next(c for c in load_claims() if c.claim_id == "6a")
     assert [x.metric for x in with_fd_metrics(gap, rows)] == ["fid_generative_oracle_gap",
                                                                "fd_fashionmnist_cnn_generative_oracle_gap"]

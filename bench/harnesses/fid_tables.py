@@ -26,6 +26,13 @@ from bench.progress import stage
 from bench.provenance import device_name, git_sha
 from bench.registry import RunContext
 from bench.rows import Row
+from bench.tolerance import Tolerance
+
+# How far a rerun may move a FID-table number (`python -m bench check`): distances by 4 standard errors of
+# their seed ranges (at least 1: FID of a few hundred samples), code usage by small absolute bounds.
+FID_TOLERANCES = (("fid*", Tolerance("spread", 4, floor=1.0)), ("fd_*", Tolerance("spread", 4, floor=0.5)),
+                  ("code_perplexity", Tolerance("relative", 0.1)), ("codes_used_of_k", Tolerance("absolute", 2)),
+                  ("prior_nll_nats_per_latent", Tolerance("absolute", 0.1)))
 
 # The GPU rate behind the dry run's estimate. Not a measurement: no GPU was available where this
 # suite was built. A100 bf16 dense peak (NVIDIA's datasheet) at a utilisation we assume.

@@ -4,8 +4,8 @@ panel (claim 3: the latents cut the loss mostly at large sigma).
 Runs the whole image pipeline on the scale's preset: stage 1 for both models, DisCo-Diff's
 stage 2 (latents at tau = 0.01, autoregressive prior), then the loss of held-out images at fixed
 sigmas (same noise and Gumbel draws for both), and a sample grid per model (Heun, per-sample
-seeds, counted NFE). The `setting` "ImageNet-64" names the paper's panel; the `dataset` column
-says what was actually used (a stand-in below paper scale): the training set, and for the loss
+seeds, counted NFE). The `setting` "Fig. 10(a)" names the paper's panel (ImageNet-64 there); the
+`dataset` column says what was actually used (a stand-in below paper scale): the training set, and for the loss
 rows the held-out set (at paper scale ImageNet's validation set if $DISCO_BENCH_IMAGENET64_VAL
 names one, else the training zip's last 10,000 images, which training then never reads).
 """
@@ -32,8 +32,9 @@ from bench.progress import stage
 from bench.provenance import device_name, git_sha
 from bench.registry import RunContext, describe_variant, harness
 from bench.rows import Row
+from bench.tolerance import Tolerance
 
-PANEL = "ImageNet-64"
+PANEL = "Fig. 10(a)"   # the paper's panel (ImageNet-64 there); the dataset column says what ran here
 VARIANT = "scale preset"
 describe_variant(VARIANT, "the scale's preset (bench/images/presets.py, baselines/edm/preset.py): below paper scale, smaller nets "
                  "trained from scratch on a stand-in dataset for the same steps (EDM and DisCo-Diff alike), "
@@ -46,7 +47,9 @@ N_SAMPLES = {"smoke": 16, "small": 64, "paper": 64}
 
 @harness("figure10", "Fig. 10 / Fig. 7 left: training loss versus sigma, EDM vs DisCo-Diff (image pipeline end to end)", (),
          code=("bench/harnesses/figure10.py", "bench/images/", "baselines/edm/", "bench/disco/", "bench/nets/",
-               "bench/data/images.py", "bench/train.py", "bench/diffusion/", "bench/distributed.py"))
+               "bench/data/images.py", "bench/train.py", "bench/diffusion/", "bench/distributed.py"),
+         tolerances=(("loss*", Tolerance("relative", 0.05)), ("prior_nll_nats_per_latent", Tolerance("absolute", 0.1)),
+                     ("codes_used_of_k", Tolerance("absolute", 2))))
 def figure10(ctx: RunContext) -> list[Row]:
     presets = [image_preset(label, ctx.scale) for label in ("EDM", "DisCo-Diff")]
     if ctx.dry_run:

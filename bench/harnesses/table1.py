@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from baselines.edm.sampler import RESTART_IMAGENET64
-from bench.harnesses.fid_tables import RowSpec, TableRun, dry_run
+from bench.harnesses.fid_tables import FID_TOLERANCES, RowSpec, TableRun, dry_run
 from bench.harnesses.table3 import VARIANT
 from bench.progress import stage
 from bench.registry import RunContext, harness
@@ -47,7 +47,8 @@ RESTART_NFE = {"smoke": 39, "small": 39, "paper": 623}
 @harness("table1", "Table 1: ImageNet-64 FID/NFE, EDM vs DisCo-Diff (Heun, Restart, unconditional); PFGM++ rows: "
          "issue 17", ("table1.",), code=("bench/harnesses/table1.py", "bench/harnesses/fid_tables.py", "bench/images/",
                                          "bench/metrics/", "baselines/edm/", "bench/disco/", "bench/nets/",
-                                         "bench/data/images.py", "bench/train.py", "bench/diffusion/"), options=("fid",))
+                                         "bench/data/images.py", "bench/train.py", "bench/diffusion/"), options=("fid",),
+         tolerances=FID_TOLERANCES)
 def table1(ctx: RunContext) -> list[Row]:
     restart = RESTART_IMAGENET64[RESTART_NFE[ctx.scale]]
     if ctx.dry_run:

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import torch
 
-from bench.harnesses.fid_tables import RowSpec, TableRun, dry_run
+from bench.harnesses.fid_tables import FID_TOLERANCES, RowSpec, TableRun, dry_run
 from bench.progress import stage
 from bench.registry import RunContext, describe_variant, harness
 from bench.rows import Row
@@ -52,7 +52,7 @@ GAPS = {"DisCo-Diff": ("generative, cfg=0", "oracle, cfg=0"), CONT01: ("generati
 @harness("table3", "Table 3: FID ablations on class-cond. ImageNet-64 (oracle/generative latents, cfg, continuous latents)",
          ("table3.",), code=("bench/harnesses/table3.py", "bench/harnesses/fid_tables.py", "bench/images/",
                              "bench/metrics/", "baselines/edm/", "bench/disco/", "bench/nets/", "bench/data/images.py",
-                             "bench/train.py", "bench/diffusion/"), options=("fid",))
+                             "bench/train.py", "bench/diffusion/"), options=("fid",), tolerances=FID_TOLERANCES)
 def table3(ctx: RunContext) -> list[Row]:
     if ctx.dry_run:
         dry_run(ctx, "table3", list(ROWS))

@@ -27,6 +27,7 @@ from bench.progress import stage
 from bench.provenance import device_name, git_sha
 from bench.registry import RunContext, describe_variant, harness
 from bench.rows import Row
+from bench.tolerance import EXACT, Tolerance
 
 VARIANT = "docking preset"
 describe_variant(VARIANT, "the scale's docking preset (bench/docking/presets.py): at paper scale DisCo-Diff's "
@@ -148,8 +149,13 @@ def _rows(res: MethodResult, data: DockingData, preset: DockingPreset, ctx: RunC
                     float(res.rmsd_fallbacks), n_samples=len(res.names), **common))
     secs = res.seconds[np.isfinite(res.seconds)]
     if len(secs):
-        rows.append(Row("table4", PAPER_ROW[(res.method, "runtime")], res.method, VARIANT,
-                        f"{preset.n_samples} samples x {res.nfe} steps", "runtime_s", float(secs.mean()),
+        # The paper's seconds per complex are for its protocol (the paper preset's samples) on a GPU: a
+        # runtime of another sample count or device is shown, never set beside it as a ratio.
+        comparable = preset.n_samples == docking_preset("paper").n_samples and ctx.device.startswith("cuda")
+        rows.append(Row("table4", PAPER_ROW[(res.method, "runtime")] if comparable else "", res.method, VARIANT,
+                        f"{preset.n_samples} samples x {res.nfe} steps on {device_name(ctx.device)}"
+                        + ("" if comparable else " (not comparable with the paper's GPU runtime)"),
+                        "runtime_s", float(secs.mean()),
                         nfe=str(res.nfe), n_samples=len(secs), seconds=float(secs.sum()), **common))
     return rows
 
@@ -171,7 +177,12 @@ def _per_complex_csv(results: list[MethodResult]) -> str:
 
 
 @harness("table4", "Table 4: PDBBind top-1 RMSD < 2 A, DiffDock-S vs DisCo-DiffDock-S", ("table4",),
-         code=("bench/harnesses/table4.py", "bench/docking/", "baselines/diffdock_s.py", "bench/train.py"))
+         code=("bench/harnesses/table4.py", "bench/docking/", "baselines/diffdock_s.py", "bench/train.py"),
+         # one training run and one sampling seed per number: bounds in the metric's own units
+         tolerances=(("*_pct", Tolerance("absolute", 10)), ("median_*", Tolerance("relative", 0.25)),
+                     ("failed_complexes", EXACT), ("rmsd_fallback_complexes", EXACT),
+                     ("positive_fraction", Tolerance("absolute", 0.1)), ("train_accuracy", Tolerance("absolute", 0.1)),
+                     ("prior_nll_nats_per_latent", Tolerance("absolute", 0.2))))
 def table4(ctx: RunContext) -> list[Row]:
     preset = docking_preset(ctx.scale)
     if ctx.dry_run:
