@@ -52,6 +52,7 @@ def save_torch(path: Path, obj: Any) -> Path:
 
 
 def save_npz(path: Path, **arrays: np.ndarray) -> Path:
+    """Compressed arrays; a results file also carries the commit that made it (pass git_sha=np.array(sha))."""
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return write_bytes(path, buf.getvalue())

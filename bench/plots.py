@@ -9,9 +9,15 @@ import numpy as np
 from bench import atomic
 
 
+def png_metadata() -> dict[str, str]:
+    """PNG text chunks naming the code that drew the figure (a result file carries its commit)."""
+    from bench.provenance import git_sha
+    return {"Software": f"DisCo-Bench git {git_sha()}"}
+
+
 def _save(fig, path: Path) -> Path:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata=png_metadata())
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -129,7 +135,11 @@ def image_grid(images: np.ndarray, png: Path, columns: int = 8) -> Path:
     if scale > 1:
         pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
     buf = io.BytesIO()
-    pil.save(buf, format="PNG")
+    from PIL.PngImagePlugin import PngInfo
+    info = PngInfo()
+    for k, v in png_metadata().items():
+        info.add_text(k, v)
+    pil.save(buf, format="PNG", pnginfo=info)
     return atomic.write_bytes(png, buf.getvalue())
 
 

@@ -18,7 +18,7 @@ from bench import atomic
 from bench.provenance import code_note
 from bench.reference import Claim, RefRow, load_claims, load_reference
 from bench.registry import BEYOND_PAPER, SCALES, VARIANTS, load_all
-from bench.rows import Row, read_csv
+from bench.rows import COMPLEX_SEEDS, Row, read_csv
 
 SEED_SETTING = re.compile(r"^seed=\d+$")
 COLUMNS = ["method", "variant", "setting", "metric", "measured", "paper", "measured/paper", "NFE", "n", "seeds"]
@@ -119,10 +119,10 @@ VERDICT_FIELDS = ["claim_id", "claim", "section", "harness", "metric", "variant"
 SECTIONS = ("paper", "structural", "beyond the paper")   # how a verdict line is reported (REPORT.md)
 CONFIDENCE = 0.95
 SPREAD_RULE = ("the 95 % confidence interval of the treatment-minus-baseline difference decides (Student's t: "
-               "paired over shared sampling seeds, else Welch's over the replicates): an interval that covers "
+               "paired over shared sampling seeds or test items, else Welch's over the replicates): an interval that covers "
                "zero is inconclusive; one that excludes it is held or not held by its sign. Replicates are the "
-               "training runs where the rows name them (sampling seeds averaged within each run), else the "
-               "sampling seed ranges. One replicate on either side gives no interval: inconclusive. A threshold "
+               "training runs where the rows name them (sampling seeds averaged within each run), else the test "
+               "items (docking complexes) where rows are per item, else the sampling seed ranges. One replicate on either side gives no interval: inconclusive. A threshold "
                "claim uses the one-sample interval of the treatment's mean")
 
 
@@ -175,7 +175,7 @@ class Replicates:
 
     def said(self) -> str:
         unit = self.unit if self.n != 1 else self.unit.replace("runs", "run").replace("ranges", "range")
-        one = self.unit == "sampling seed ranges" and self.n > 0
+        one = self.unit != "training runs" and self.n > 0
         return f"{self.n} {unit}" + (" of one training run" if one else "")
 
 
@@ -183,7 +183,8 @@ def replicates(rows: list[Row]) -> Replicates:
     """The unit of replication the rows carry: training runs (Row.train_seed) where they name them, each the
     mean over its sampling seeds; else sampling seed ranges (Row.seeds)."""
     by: dict[str, list[float]] = defaultdict(list)
-    unit = "training runs" if any(r.train_seed for r in rows) else "sampling seed ranges"
+    unit = ("training runs" if any(r.train_seed for r in rows) else
+            "test complexes" if rows and all(r.seeds.startswith(COMPLEX_SEEDS) for r in rows) else "sampling seed ranges")
     for r in rows:
         by[r.train_seed if unit == "training runs" else r.seeds].append(r.value)
     return Replicates({k: statistics.fmean(v) for k, v in by.items()}, unit)
@@ -196,12 +197,13 @@ def _t(df: float) -> float:
 
 def interval(t: Replicates, b: Replicates) -> Optional[tuple[float, float, bool]]:
     """The CONFIDENCE interval of mean(t) - mean(b): (low, high, paired), or None with one replicate on a side.
-    Paired (Student's t on the differences) when both sides hold the same sampling seed ranges: the same
-    seeds make the same noise, so the differences carry the spread; otherwise Welch's t."""
+    Paired (Student's t on the differences) when both sides hold the same sampling seed ranges or the same test
+    complexes: the same seeds (items) make the same noise, so the differences carry the spread; otherwise
+    Welch's t."""
     if t.n < 2 or b.n < 2:
         return None
     diff = t.mean - b.mean
-    if t.unit == b.unit == "sampling seed ranges" and set(t.values) == set(b.values):
+    if t.unit == b.unit and t.unit != "training runs" and set(t.values) == set(b.values):
         d = [t.values[k] - b.values[k] for k in t.values]
         half = _t(len(d) - 1) * statistics.stdev(d) / math.sqrt(len(d))
         return diff - half, diff + half, True

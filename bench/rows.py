@@ -32,6 +32,8 @@ class Row:
 
 
 FIELDS = [f.name for f in dataclasses.fields(Row)]
+# `seeds` of a row measured on one test item (docking: one complex): such rows are replicates paired by item
+COMPLEX_SEEDS = "complex "
 LEGACY_FIELDS = [f for f in FIELDS if f != "train_seed"]
 
 

@@ -122,3 +122,17 @@ def test_table5_harness_checks_the_preset(tmp_path):
     adm = next(x for x in rows if x["method"] == "ADM U-Net (EDM baseline)")
     # EDM's ImageNet-64 ADM; our layout was checked bit-identical against a transcription of EDM's code.
     assert int(float(adm["value"])) == 295_899_267
+
+
+def test_result_files_carry_their_commit(smoke_2d):
+    """Every file a harness writes names the commit that made it: CSV rows (git_sha), PNG text, npz arrays."""
+    import numpy as np
+    from PIL import Image
+
+    smoke = smoke_2d / "smoke"
+    sha = _table(smoke / "w2.csv")[0]["git_sha"]
+    assert sha
+    for png in ("figure3.png", "figure4.png"):
+        assert Image.open(smoke / png).text["Software"] == f"DisCo-Bench git {sha}", png
+    for npz in ("toy2d_samples.npz", "figure3_data.npz", "figure4_data.npz"):
+        assert str(np.load(smoke / npz)["git_sha"]) == sha, npz

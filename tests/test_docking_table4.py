@@ -78,6 +78,11 @@ def test_rows_cover_the_full_test_set_and_the_unseen_proteins(tmp_path):
     on_gpu_small = _rows(res, data, docking_preset("small"), RunContext(scale="small", out=tmp_path, device="cuda"))
     assert [r.paper_row for r in on_gpu_small if r.metric == "runtime_s"] == [""]
     assert not any(m == "top5_rmsd_lt2_pct" for _, m in rows)    # 2 samples: no top-5
+    per = [r for r in _rows(res, data, docking_preset("paper"), RunContext(scale="paper", out=tmp_path))
+           if r.metric == "top1_rmsd_lt2_pct_by_complex"]
+    full = {r.seeds: r.value for r in per if r.setting == "full test set"}
+    assert full == {"complex a": 100.0, "complex b": 0.0, "complex c": 0.0, "complex d": 0.0}   # mean: the 25 %
+    assert {r.seeds for r in per if r.setting == "unseen proteins"} == {"complex b", "complex d"}
 
 
 def test_complexes_without_a_conformer_are_left_out_and_named():

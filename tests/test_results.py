@@ -290,3 +290,17 @@ def test_fid_claims_are_also_checked_in_fd_metrics():
                                                                "fd_fashionmnist_cnn_generative_oracle_gap"]
     w2 = next(c for c in load_claims() if c.claim_id == "2a")
     assert with_fd_metrics(w2, rows) == [w2]
+
+
+def test_docking_claims_replicate_over_complexes_paired():
+    """Per-complex rows (seeds "complex <name>") are the replicates of the docking claims, paired by complex."""
+    c = next(c for c in load_claims() if c.claim_id == "8b")
+    names = [f"c{i}" for i in range(12)]
+    base = [0, 0, 100, 0, 100, 0, 0, 100, 0, 0, 0, 0]      # 3 of 12 docked
+    disco = [100, 100, 100, 0, 100, 100, 0, 100, 100, 0, 100, 100]   # those 3 and 6 more
+    rows = [Row("table4", "", m, "docking preset", "full test set", c.metric, float(v), seeds=f"complex {n}")
+            for m, vals in (("DiffDock-S", base), ("DisCo-DiffDock-S", disco)) for n, v in zip(names, vals)]
+    (v,) = [x for x in evaluate_claim(c, rows)]
+    assert v["verdict"] == "held" and v["interval"].endswith("paired")
+    assert v["replicates"] == "12 test complexes of one training run vs 12 test complexes of one training run"
+    assert float(v["treatment"]) == pytest.approx(75.0) and float(v["baseline"]) == pytest.approx(25.0)

@@ -127,7 +127,7 @@ def figure10(ctx: RunContext) -> list[Row]:
         print(f"  {p.label}: trained in {s1.info['seconds']:.0f} s, total {time.perf_counter() - t0:.0f} s")
     if not ctx.shard.is_main:
         return []
-    npz = atomic.save_npz(out / "figure10_data.npz", sigmas=SIGMAS,
+    npz = atomic.save_npz(out / "figure10_data.npz", sigmas=SIGMAS, git_sha=np.array(git_sha()),
                           **{f"loss__{k}": v for k, v in curves.items()})
     plots.loss_versus_sigma(npz, out / "figure10.png",
                             f"loss vs sigma, {train_data.name}, {ctx.scale} scale (held-out n={n_eval})")

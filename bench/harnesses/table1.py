@@ -5,17 +5,18 @@ Rows, under reference/table1.csv's ids (the setting column holds the paper's gro
   - class-cond, stochastic: both with Restart (paper: its 623-NFE ImageNet-64 setting; below paper
     scale its cheapest published setting, 39 NFE);
   - unconditional: both without class labels, trained from scratch (Heun; paper scale 25 steps).
-DisCo-Diff samples generative latents with latent guidance cfg = 1 in every row: Table 1's 1.65
-is Table 3's "generative, cfg=1" row, so the paper's DisCo-Diff rows use cfg = 1 (for the
+DisCo-Diff samples generative latents with latent guidance cfg = 1 in every row: Table 1's DisCo-Diff
+ODE number (table1.cond_ode.disco_diff) equals Table 3's "generative, cfg=1" row
+(table3.generative.disco_diff.cfg1), so the paper's DisCo-Diff rows use cfg = 1 (for the
 unconditional and Restart rows the paper does not say; ours).
 
 NFE is counted (every denoiser call; a guided call evaluates the conditional and the null latent in
 one batched call and counts once, as the paper's equal NFE for guided and unguided rows implies).
-Heun with N steps ending at sigma = 0 makes N Euler steps and N - 1 corrections: 2N - 1 = 79 for
-N = 40, which is what we count for both models. The paper prints 79 for EDM and 78 for DisCo-Diff at
-the same setting; the prior's m = 10 Transformer passes are not denoiser calls, so our reading is a
-different counting convention in the DisCo-Diff runs (e.g. 2(N - 1), leaving out the last Euler
-step), not a different sampler. The cited comparison rows (GANs, iDDPM, ...) come from reference/
+Heun with N steps ending at sigma = 0 makes N Euler steps and N - 1 corrections: 2N - 1, which is
+what we count for both models. The paper prints one NFE fewer for DisCo-Diff than for EDM at the
+same setting (reference/table1.csv); the prior's Transformer passes are not denoiser calls, so our
+reading is a different counting convention in the DisCo-Diff runs (e.g. 2(N - 1), leaving out the
+last Euler step), not a different sampler. The cited comparison rows (GANs, iDDPM, ...) come from reference/
 only and are listed in the report, not run.
 """
 from __future__ import annotations

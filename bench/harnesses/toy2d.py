@@ -447,21 +447,21 @@ def _study_single_thread(ctx: RunContext) -> dict[str, list[Row]]:
                 arrays[f"codes_{m.run_key}_{mode}_seed{j}"] = g.codes
     for key, g in validation.items():
         arrays[f"validation_{key}"] = g.samples
-    atomic.save_npz(out / "toy2d_samples.npz", **arrays)
+    atomic.save_npz(out / "toy2d_samples.npz", **arrays, git_sha=np.array(git_sha()))
     fig3 = {"data": x.numpy(), "data_labels": labels.numpy()}
     for m in first:
         g = generated[(m.run_key, "prior")][0]
         fig3[f"samples_{m.key}"], fig3[f"traj_{m.key}"] = g.samples, g.trajectory(cfg.n_fig_trajectories)
         if g.codes is not None:
             fig3[f"codes_{m.key}"] = g.codes
-    atomic.save_npz(out / "figure3_data.npz", **fig3)
+    atomic.save_npz(out / "figure3_data.npz", **fig3, git_sha=np.array(git_sha()))
     fig4 = {"t": geometry[models[0].run_key]["t"]}
     for m in first:   # the mean over training runs, and every run (the band in the plot)
         runs = [geometry[o.run_key] for o in models if o.key == m.key]
         for name, field in (("curvature", "curvature"), ("jacobian", "jacobian"), ("jacobiannet", "jacobian_network")):
             stack = np.stack([r[field] for r in runs])
             fig4[f"{name}_{m.key}"], fig4[f"runs-{name}_{m.key}"] = stack.mean(0), stack
-    atomic.save_npz(out / "figure4_data.npz", **fig4)
+    atomic.save_npz(out / "figure4_data.npz", **fig4, git_sha=np.array(git_sha()))
     plots.figure3(out / "figure3_data.npz", out / "figure3.png", f" — scale {ctx.scale}, training run 0")
     plots.figure4(out / "figure4_data.npz", out / "figure4.png",
                   f" — scale {ctx.scale}, mean of {cfg.training_seeds} training runs (band: min-max)")
