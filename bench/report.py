@@ -18,7 +18,7 @@ from bench import atomic
 from bench.provenance import code_note
 from bench.reference import Claim, RefRow, load_claims, load_reference
 from bench.registry import BEYOND_PAPER, SCALES, VARIANTS, load_all
-from bench.rows import COMPLEX_SEEDS, Row, read_csv
+from bench.rows import ITEM_UNITS, Row, read_csv
 
 SEED_SETTING = re.compile(r"^seed=\d+$")
 COLUMNS = ["method", "variant", "setting", "metric", "measured", "paper", "measured/paper", "NFE", "n", "seeds"]
@@ -121,8 +121,9 @@ CONFIDENCE = 0.95
 SPREAD_RULE = ("the 95 % confidence interval of the treatment-minus-baseline difference decides (Student's t: "
                "paired over shared sampling seeds or test items, else Welch's over the replicates): an interval that covers "
                "zero is inconclusive; one that excludes it is held or not held by its sign. Replicates are the "
-               "training runs where the rows name them (sampling seeds averaged within each run), else the test "
-               "items (docking complexes) where rows are per item, else the sampling seed ranges. One replicate on either side gives no interval: inconclusive. A threshold "
+               "training runs where the rows name them (sampling seeds averaged within each run), else parts of "
+               "the test data where rows are per part (docking complexes, groups of held-out images), else the "
+               "sampling seed ranges. One replicate on either side gives no interval: inconclusive. A threshold "
                "claim uses the one-sample interval of the treatment's mean")
 
 
@@ -181,10 +182,11 @@ class Replicates:
 
 def replicates(rows: list[Row]) -> Replicates:
     """The unit of replication the rows carry: training runs (Row.train_seed) where they name them, each the
-    mean over its sampling seeds; else sampling seed ranges (Row.seeds)."""
+    mean over its sampling seeds; else parts of the test data (Row.seeds with a bench.rows.ITEM_UNITS prefix);
+    else sampling seed ranges (Row.seeds)."""
     by: dict[str, list[float]] = defaultdict(list)
-    unit = ("training runs" if any(r.train_seed for r in rows) else
-            "test complexes" if rows and all(r.seeds.startswith(COMPLEX_SEEDS) for r in rows) else "sampling seed ranges")
+    items = [u for prefix, u in ITEM_UNITS.items() if rows and all(r.seeds.startswith(prefix) for r in rows)]
+    unit = "training runs" if any(r.train_seed for r in rows) else items[0] if items else "sampling seed ranges"
     for r in rows:
         by[r.train_seed if unit == "training runs" else r.seeds].append(r.value)
     return Replicates({k: statistics.fmean(v) for k, v in by.items()}, unit)

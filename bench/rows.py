@@ -32,8 +32,11 @@ class Row:
 
 
 FIELDS = [f.name for f in dataclasses.fields(Row)]
-# `seeds` of a row measured on one test item (docking: one complex): such rows are replicates paired by item
-COMPLEX_SEEDS = "complex "
+# `seeds` of rows measured on one part of the test data: the report's replicates are then these parts, paired
+# across methods by part (the same items, noise and draws). Prefix -> the unit's name.
+COMPLEX_SEEDS = "complex "                  # docking: one test complex
+HELD_OUT_SEEDS = "held-out images "         # images: one group of held-out images
+ITEM_UNITS = {COMPLEX_SEEDS: "test complexes", HELD_OUT_SEEDS: "held-out image groups"}
 LEGACY_FIELDS = [f for f in FIELDS if f != "train_seed"]
 
 

@@ -244,6 +244,9 @@ def test_two_process_gloo_ddp_matches_one_process(tmp_path):
     assert any(not torch.equal(a[k], torch.zeros_like(a[k])) for k in a)
 
 
+SMOKE_3B = "not held"   # at smoke the latents do not yet lower the high-sigma loss (issue 14 audit)
+
+
 def test_figure10_harness_through_the_cli(tmp_path):
     """The whole image pipeline at smoke scale: both models, stage 2, loss vs sigma, samples."""
     r = subprocess.run([sys.executable, "-m", "bench", "figure10", "--scale", "smoke", "--out", str(tmp_path / "res"),
@@ -260,8 +263,16 @@ def test_figure10_harness_through_the_cli(tmp_path):
     losses = [r for r in rows if r["metric"] == "loss"]
     assert len(losses) == 2 * 16 and all(np.isfinite(float(r["value"])) for r in losses)
     assert {r["nfe"] for r in rows if r["metric"] == "sample_images_per_s"} == {"11"}   # Heun, 6 steps
-    verdicts = list(csv.DictReader(open(smoke / "claims.csv")))
-    assert any(v["claim_id"] == "3b" and v["verdict"] in ("held", "not held") for v in verdicts)
+    # claim 3's numbers: one per group of held-out images (4 x 64 of the 256), whose mean is the curve's
+    d = np.load(smoke / "figure10_data.npz")
+    for model, key in (("EDM", "loss__EDM"), ("DisCo-Diff", "loss__DisCo-Diff")):
+        high = [float(r["value"]) for r in rows if r["metric"] == "loss_high_sigma" and r["method"] == model]
+        assert len(high) == 4 and np.mean(high) == pytest.approx(d[key][d["sigmas"] >= 10.0].mean(), rel=1e-9)
+    (v,) = [v for v in csv.DictReader(open(smoke / "claims.csv")) if v["claim_id"] == "3b"]
+    # pinned at seed 0 (smoke numbers mean nothing; the pin catches an unintended change of the pipeline)
+    assert (v["verdict"], v["replicates"]) == (SMOKE_3B, "4 held-out image groups of one training run vs "
+                                                         "4 held-out image groups of one training run")
+    assert v["interval"].endswith("paired")
 
 
 def test_figure10_paper_dry_run_prints_parameter_counts():

@@ -353,25 +353,31 @@ def train_prior(preset: ImagePreset, stage1: Stage1, data: ImageSet, seed: int =
 @torch.no_grad()
 def loss_versus_sigma(model: ImageDiffusionModel, tensors: ImageTensors, sigmas: Sequence[float],
                       loss: EDMLossConfig, seed: int, batch: int = 256) -> np.ndarray:
-    """Fig. 7 left / Fig. 10: the training loss per pixel (EDM-weighted, DisCo-Diff with its encoder's
-    tau = 1 Gumbel sample, no latent dropout) of every image at each fixed sigma, averaged.
-    The same noise and Gumbel draws are used for every model (seeded per sigma)."""
+    """Fig. 7 left / Fig. 10: the training loss per pixel at each fixed sigma, averaged over the images:
+    [len(sigmas)] (loss_per_image_versus_sigma, averaged)."""
+    return loss_per_image_versus_sigma(model, tensors, sigmas, loss, seed, batch).mean(1)
+
+
+def loss_per_image_versus_sigma(model: ImageDiffusionModel, tensors: ImageTensors, sigmas: Sequence[float],
+                                loss: EDMLossConfig, seed: int, batch: int = 256) -> np.ndarray:
+    """The training loss per pixel (EDM-weighted, DisCo-Diff with its encoder's tau = 1 Gumbel sample, no
+    latent dropout) of every image at each fixed sigma: [len(sigmas), n_images]. The same noise and Gumbel
+    draws are used for every model (seeded per sigma), so two models' losses pair image by image."""
     cfg, n, dev = model.cfg, len(tensors.y), tensors.y.device
-    out = []
+    out = np.zeros((len(sigmas), n))
     for j, s in enumerate(sigmas):
         gen = torch.Generator().manual_seed(seed * 1000 + j)
         noise = torch.randn(tensors.y.shape, generator=gen)
         gum = (gumbel_noise(torch.Size([n, cfg.encoder.m, cfg.encoder.k]), gen) if cfg.disco else None)
-        total = 0.0
         for i in range(0, n, batch):
             sl = slice(i, min(i + batch, n))
             b = sl.stop - sl.start
             draw = BatchDraw(torch.full((b,), float(s), device=dev), noise[sl].to(dev),
                              None if gum is None else gum[sl].to(dev), None if gum is None else torch.ones(b, device=dev))
             y, labels = tensors.rows(torch.arange(sl.start, sl.stop))
-            total += float(model(y, labels, draw, loss).sum())
-        out.append(total / (n * tensors.y[0].numel()))      # per pixel: comparable across resolutions
-    return np.array(out)
+            # per pixel: comparable across resolutions
+            out[j, sl] = model(y, labels, draw, loss).detach().double().cpu().numpy() / tensors.y[0].numel()
+    return out
 
 
 def to_checkpoint(preset: ImagePreset, stage1: Stage1, stage2: Optional[Stage2]) -> DenoiserCheckpoint:
