@@ -49,22 +49,24 @@ def test_heun_sampling_disco2d(benchmark):
     assert benchmark(sample) == 99
 
 
-def _w2_network_simplex(x: np.ndarray, y: np.ndarray) -> float:
-    """The peer of wasserstein2's assignment path: POT's exact emd2 on the same problem."""
-    import ot
-    n = len(x)
-    return float(np.sqrt(ot.emd2(np.full(n, 1 / n), np.full(n, 1 / n), ot.dist(x, y, metric="sqeuclidean"),
-                                 numItermax=10_000_000)))
+def _w2_assignment(x: np.ndarray, y: np.ndarray) -> float:
+    """The peer of wasserstein2 (POT's network simplex): the same exact W2 as an assignment problem (scipy)."""
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
+    M = cdist(x, y, "sqeuclidean")
+    r, c = linear_sum_assignment(M)
+    return float(np.sqrt(M[r, c].mean()))
 
 
-@pytest.mark.parametrize("solver", ["assignment", "network simplex"])
+@pytest.mark.parametrize("solver", ["network simplex", "assignment"])
 @pytest.mark.parametrize("n", [1000, 4000])
 def test_exact_w2(benchmark, n, solver):
-    """Exact W2 of equal-size clouds (the 2D study's 8,000 vs 8,000): wasserstein2's assignment path beside
-    POT's network simplex (the README gives the ratio)."""
+    """Exact W2 of equal-size clouds: wasserstein2 (POT's network simplex) beside scipy's assignment solver.
+    Measured at 2026-12-02: the simplex is faster (4000 points: 6.5 s vs 8.9 s; on the 2D study's
+    generated-vs-true 8000-point pairs 35 s vs 102 s), so wasserstein2 keeps it."""
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(n, 2)), rng.normal(size=(n, 2))
-    fn = wasserstein2 if solver == "assignment" else _w2_network_simplex
+    fn = wasserstein2 if solver == "network simplex" else _w2_assignment
     benchmark.pedantic(fn, args=(x, y), rounds=3, iterations=1)
 
 

@@ -79,12 +79,14 @@ def test_diverged_fraction():
     assert diverged_fraction(x, Mixture2DConfig()) == 0.5
 
 
-def test_w2_assignment_equals_network_simplex():
-    """Equal sizes take the assignment path; it must give POT's exact emd2 value."""
-    import ot
+def test_w2_equals_an_independent_exact_solver():
+    """Equal sizes and uniform weights: the optimal coupling is a permutation (Birkhoff-von Neumann), so
+    scipy's assignment solver gives the exact W2 too; POT's network simplex must agree."""
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=(400, 2)), rng.normal(1.0, 2.0, size=(400, 2))
-    n = len(x)
-    emd = np.sqrt(ot.emd2(np.full(n, 1 / n), np.full(n, 1 / n), ot.dist(x, y, metric="sqeuclidean")))
-    assert wasserstein2(x, y) == pytest.approx(emd, rel=1e-10)
-    assert wasserstein2(x, y[:300]) > 0   # unequal sizes: the network simplex
+    M = cdist(x, y, "sqeuclidean")
+    r, c = linear_sum_assignment(M)
+    assert wasserstein2(x, y) == pytest.approx(np.sqrt(M[r, c].mean()), rel=1e-10)
+    assert wasserstein2(x, y[:300]) > 0   # unequal sizes
