@@ -13,6 +13,7 @@ import dataclasses
 import math
 import re
 import statistics
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -121,7 +122,8 @@ def run_check(labels: Sequence[str], scale: str, committed_root: Path, cache: Op
     harnesses = load_all()
     missing = [l for l in labels if not (committed_root / scale / f"{l}.csv").is_file()]
     if missing:
-        print(f"error: nothing committed to check against: {', '.join(f'{committed_root}/{scale}/{l}.csv' for l in missing)}")
+        print(f"error: nothing committed to check against: {', '.join(f'{committed_root}/{scale}/{l}.csv' for l in missing)}",
+              file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
         out = Path(tmp) / "results"

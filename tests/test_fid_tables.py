@@ -106,8 +106,11 @@ def test_verdicts_state_numbers_and_spread(smoke_runs):
         assert set(got.metric) >= {"fid"} or claim in ("6a", "6b"), claim
         assert any(m.startswith("fd_digits_cnn") for m in got.metric), claim   # fd carries a verdict beside FID
         assert set(got.verdict) <= {"held", "not held", "inconclusive"}, (claim, set(got.verdict))
-        assert all("n=3" in d for d in got.detail), claim   # three seed ranges behind each side
-    assert "Rule: a difference within 2 standard errors" in (res / "smoke" / "REPORT.md").read_text()
+        # three seed ranges of one training run behind each side (every setting of 1a), paired: an interval
+        assert all(r.startswith("3 sampling seed ranges of one training run vs 3 sampling seed ranges")
+                   for r in got.replicates), claim
+        assert all(i.endswith("paired") for i in got[got.claim_id != "1a"].interval), claim
+    assert "Verdict rule: the 95 % confidence interval" in (res / "smoke" / "REPORT.md").read_text()
 
 
 @needs_detector
