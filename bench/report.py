@@ -283,8 +283,9 @@ def evaluate_claim(c: Claim, rows: Optional[list[Row]], pool: Optional[list[Row]
         undefined = sum(math.isnan(r.value) for r in trs)
         if undefined:  # e.g. the geometry of a sampler that diverged: the claim is not shown
             out.append({**v, "verdict": "not held", "treatment": "undefined",
+                        "baseline": _fmt(statistics.fmean(r.value for r in baseline)) if baseline else "",
                         "detail": f"the measurement is undefined (NaN) in {undefined}/{len(trs)} rows: "
-                                  "the model's sampler diverged"})
+                                  "the model's sampler diverged" + (f"; {why}" if why else "")})
             continue
         if c.relation in ("below", "above"):
             out.append({**v, **against_threshold(replicates(trs), c.relation, float(c.threshold))})
