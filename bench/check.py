@@ -1,4 +1,4 @@
-"""`python -m bench check --scale S [--only LABELS] [--reuse-cache]`: regression runs.
+"""`python -m bench check --scale S [--only LABELS] [--reuse-cache] [--training-runs N]`: regression runs.
 
 Reruns the harnesses (or a named subset, with the harnesses that share their run) into a temporary
 folder, then compares every metric with the committed `results/<scale>/`: rows that differ only by
@@ -6,6 +6,8 @@ their replicate (sampling seed range, training run) form one group, compared by 
 tolerance its harness declares (bench/tolerance.py). Prints what moved, by how much and in which
 direction; exits 1 on a regression (a move beyond tolerance, a group gone or a group new).
 Training starts from scratch in a temporary cache unless --reuse-cache names the checkpoints to reuse.
+--training-runs N reruns only the first N training runs of the harnesses that replicate training (the 2D
+study: CI's budget) and compares them replicate by replicate with the committed rows of the same runs.
 """
 from __future__ import annotations
 
@@ -72,18 +74,52 @@ class Moved:
         return ("up " if d > 0 else "down " if d < 0 else "") + f"{d:+.4g}{rel}"
 
 
-def compare_rows(label: str, h: Harness, committed: list[Row], now: list[Row]) -> list[Moved]:
-    """Every group of `committed` and `now` rows (replicates pooled), judged by the harness's tolerances."""
-    old, new = defaultdict(list), defaultdict(list)
-    for rows, into in ((committed, old), (now, new)):
-        for r in rows:
-            into[_group(r)].append(r.value)
+def _replicate(r: Row) -> tuple[str, str]:
+    """Which replicate a row is: its training run and its seeds."""
+    return (r.train_seed, r.seeds)
+
+
+def _sd(values: Sequence[float]) -> Optional[float]:
+    finite = [v for v in values if not math.isnan(v)]
+    return statistics.stdev(finite) if len(finite) > 1 else None
+
+
+def _spread_sd(committed: list[float], compared: list[float], rerun: list[float], matched: bool) -> Optional[float]:
+    """The replicate spread behind a `spread` tolerance, chosen so that a hand-edited committed number cannot
+    widen its own tolerance: with matched replicates, the committed replicates that were not rerun; else the
+    smaller of the committed and the rerun spread (each needs two replicates). None: the committed spread."""
+    if matched:
+        rest = list(committed)
+        for v in compared:
+            if v in rest:
+                rest.remove(v)
+        return _sd(rest)
+    both = [s for s in (_sd(committed), _sd(rerun)) if s is not None]
+    return min(both) if both else None
+
+
+def compare_rows(label: str, h: Harness, committed: list[Row], now: list[Row],
+                 matched_replicates: bool = False) -> list[Moved]:
+    """Every group of `committed` and `now` rows (replicates pooled), judged by the harness's tolerances.
+    matched_replicates: the rerun made only some of the replicates (`--training-runs`): each group compares
+    the committed rows of those replicates (same training run, same seeds) with the rerun, within the
+    tolerance of the whole committed group."""
+    old, new, spread = defaultdict(list), defaultdict(list), defaultdict(list)
+    made = {(_group(r), _replicate(r)) for r in now}
+    for r in committed:
+        spread[_group(r)].append(r.value)
+        if not matched_replicates or (_group(r), _replicate(r)) in made:
+            old[_group(r)].append(r.value)
+    for r in now:
+        new[_group(r)].append(r.value)
     out = []
-    for key in list(old) + [k for k in new if k not in old]:
+    for key in list(spread) + [k for k in new if k not in spread]:
         tol = tolerance_for(h.tolerances, key[3])
         o, n = old.get(key), new.get(key)
-        finite = [v for v in (o or []) if not math.isnan(v)]
-        allowed = tol.allowed(finite) if finite else 0.0
+        if o is None and key in spread:   # not one of its replicates was rerun: gone
+            o = spread[key]
+        finite = [v for v in spread.get(key, []) if not math.isnan(v)]
+        allowed = tol.allowed(finite, _spread_sd(finite, o or [], n or [], matched_replicates)) if finite else 0.0
         if tol.kind == "exact" and o and n and sorted(o) != sorted(n):
             allowed = -1.0   # every replicate must agree, not only the mean
         mean = lambda vs: statistics.fmean(vs) if vs else None  # noqa: E731
@@ -130,12 +166,20 @@ def run_check(labels: Sequence[str], scale: str, committed_root: Path, cache: Op
         ctx = RunContext(scale=scale, out=out, cache=cache if cache is not None else Path(tmp) / "runs", **ctx_kwargs)
         print(f"check [{scale}]: rerunning {', '.join(labels)} into {out} "
               f"({'reusing checkpoints in ' + str(cache) if cache is not None else 'training from scratch'})")
+        if ctx.training_runs is not None:
+            replicated = [l for l in labels if "training_runs" in harnesses[l].options]
+            print(f"  --training-runs {ctx.training_runs}: {', '.join(replicated) or 'no harness here'} "
+                  f"train{'s' if len(replicated) == 1 else ''} only the first {ctx.training_runs} training run(s) of "
+                  f"every model and compare{'s' if len(replicated) == 1 else ''} them with the same runs' committed "
+                  f"rows; the other harnesses run whole")
         moved: list[Moved] = []
         for label in labels:
             t0 = time.perf_counter()
             rows = harnesses[label].run(ctx)
             print(f"  {label}: {len(rows)} rows in {time.perf_counter() - t0:.0f} s")
-            moved += compare_rows(label, harnesses[label], read_csv(committed_root / scale / f"{label}.csv"), rows)
+            partial = ctx.training_runs is not None and "training_runs" in harnesses[label].options
+            moved += compare_rows(label, harnesses[label], read_csv(committed_root / scale / f"{label}.csv"), rows,
+                                  matched_replicates=partial)
     print()
     print(table(moved, everything))
     bad = [m for m in moved if m.regression]

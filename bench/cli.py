@@ -43,6 +43,9 @@ def build_parser() -> ArgumentParser:
                      "with committed results at the scale); harnesses that share a run come along")
     chk.add_argument("--reuse-cache", action="store_true",
                      help="reuse the checkpoints in --cache (default: train from scratch in a temporary folder)")
+    chk.add_argument("--training-runs", type=_positive_int, metavar="N",
+                     help="harnesses that replicate training (the 2D study) rerun only their first N training runs, "
+                          "compared with the same runs' committed rows (CI: 1)")
     chk.add_argument("--all-rows", action="store_true", help="print every compared group, not only what moved")
     p.add_argument("--stale", action="store_true",
                    help="with `all`: only the harnesses whose results at --scale are missing or older than their code")
@@ -73,6 +76,7 @@ def int_at_least(minimum: int):
 
 
 _nonneg_int = int_at_least(0)
+_positive_int = int_at_least(1)
 
 
 def _list() -> int:
@@ -162,7 +166,7 @@ def _check(args, harnesses, shard, device: str) -> int:
         print("error: check runs in one process and trains for real (no --dry-run, no torchrun)", file=sys.stderr)
         return 2
     return run_check(with_siblings(labels), args.scale, args.out, args.cache if args.reuse_cache else None,
-                     dict(seed=args.seed, device=device), everything=args.all_rows)
+                     dict(seed=args.seed, device=device, training_runs=args.training_runs), everything=args.all_rows)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -201,7 +205,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     shard, device = init_from_env(args.device)   # torchrun: join the process group
     harnesses = load_all()
-    check_flags = [f for f in ("only", "reuse_cache", "all_rows") if getattr(args, f)]
+    check_flags = [f for f in ("only", "reuse_cache", "training_runs", "all_rows") if getattr(args, f)]
     if check_flags and args.command != "check":
         print(f"error: --{check_flags[0].replace('_', '-')} belongs to `check`", file=sys.stderr)
         return 2

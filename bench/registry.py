@@ -25,6 +25,10 @@ class RunContext:
     fid_detector: Optional[Path] = None
     fid_ref: Optional[Path] = None
     fid_min_of_three: bool = False
+    # Harnesses that replicate training (Harness.options has "training_runs"): train and evaluate only the
+    # first N training runs of every model; None: all of them. `bench check --training-runs` only: a
+    # result folder with fewer runs would not be the study the report's verdicts rest on.
+    training_runs: Optional[int] = None
 
 
 HarnessFn = Callable[[RunContext], list[Row]]
@@ -40,7 +44,8 @@ class Harness:
     group: str = ""                  # harnesses of one group share one run and are written together
     code: tuple[str, ...] = ()       # repository paths whose code makes its results (REPORT.md flags
     #                                  results made before a later change to them)
-    options: tuple[str, ...] = ()    # optional CLI flag groups it honours ("fid"); others are refused
+    options: tuple[str, ...] = ()    # optional CLI flag groups it honours ("fid", "training_runs"); others are
+    #                                  refused (check's --training-runs leaves the others whole)
     tolerances: tuple[tuple[str, Tolerance], ...] = ()  # (metric pattern, how far a rerun may move it):
     #                                  `python -m bench check` (bench/tolerance.py)
 

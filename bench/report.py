@@ -284,6 +284,8 @@ def evaluate_claim(c: Claim, rows: Optional[list[Row]], pool: Optional[list[Row]
         if undefined:  # e.g. the geometry of a sampler that diverged: the claim is not shown
             out.append({**v, "verdict": "not held", "treatment": "undefined",
                         "baseline": _fmt(statistics.fmean(r.value for r in baseline)) if baseline else "",
+                        "replicates": f"{replicates(trs).said()}, undefined in {undefined} rows"
+                                      + (f" vs {replicates(baseline).said()}" if baseline else ""),
                         "detail": f"the measurement is undefined (NaN) in {undefined}/{len(trs)} rows: "
                                   "the model's sampler diverged" + (f"; {why}" if why else "")})
             continue
@@ -317,6 +319,7 @@ def evaluate_claim(c: Claim, rows: Optional[list[Row]], pool: Optional[list[Row]
             out.append({**v, "verdict": verdict, "treatment": _fmt(statistics.fmean(r.value for r in trs)),
                         "baseline": _fmt(statistics.fmean(r.value for r in baseline)),
                         "replicates": per[shared[0]]["replicates"] + " per setting",
+                        "interval": f"one per setting ({len(shared)}): see detail",
                         "detail": "; ".join(x for x in (detail, why) if x)})
         else:
             res = compare(replicates(trs), replicates(baseline), c.relation)

@@ -11,7 +11,7 @@ import dataclasses
 import fnmatch
 import math
 import statistics
-from typing import Sequence
+from typing import Optional, Sequence
 
 KINDS = ("exact", "relative", "absolute", "spread", "timing")
 
@@ -30,8 +30,10 @@ class Tolerance:
         if self.kind not in KINDS:
             raise ValueError(f"tolerance kind {self.kind!r} is not one of {KINDS}")
 
-    def allowed(self, committed: Sequence[float]) -> float:
-        """The largest move of the (mean) value that passes; inf for timing."""
+    def allowed(self, committed: Sequence[float], sd: Optional[float] = None) -> float:
+        """The largest move of the (mean) value that passes; inf for timing. sd: the replicates' standard
+        deviation when the caller knows it better than `committed` alone (bench.check: a hand-edited
+        committed number must not widen its own tolerance)."""
         old = statistics.fmean(committed)
         if self.kind == "timing":
             return math.inf
@@ -41,7 +43,8 @@ class Tolerance:
             return self.bound * abs(old)
         if self.kind == "absolute":
             return self.bound
-        sd = statistics.stdev(committed) if len(committed) > 1 else 0.0
+        if sd is None:
+            sd = statistics.stdev(committed) if len(committed) > 1 else 0.0
         return max(self.bound * math.sqrt(2) * sd / math.sqrt(len(committed)), self.floor)
 
     def describe(self) -> str:

@@ -1,7 +1,9 @@
 """`python -m bench check`: tolerances, the comparison of committed and rerun rows, and the CLI (a hand-edited
 committed number must fail the check)."""
 import csv
+import dataclasses
 import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +59,34 @@ def test_compare_rows_statuses():
     assert moved["w2"].status == "MOVED" and moved["w2"].change().startswith("up +0.2")
 
 
+def test_compare_rows_matched_replicates():
+    """--training-runs: the rerun made run 0 only; it meets the committed run 0 (a mean over the 3 runs would
+    not be the same number), within a tolerance whose spread comes from the runs not rerun."""
+    h = Harness("w2", "", (), tolerances=(("w2", Tolerance("spread", 4)),))
+    old = _rows("w2", [0.30, 0.50, 0.70], by_run=True)
+    allowed = Tolerance("spread", 4).allowed([0.30, 0.50, 0.70], sd=statistics.stdev([0.50, 0.70]))
+    same = compare_rows("w2", h, old, _rows("w2", [0.30], by_run=True), matched_replicates=True)
+    assert [(m.status, m.committed) for m in same] == [("ok", 0.30)] and same[0].allowed == pytest.approx(allowed)
+    pooled = compare_rows("w2", h, old, _rows("w2", [0.30], by_run=True))   # the full check's way: 0.30 vs 0.50
+    assert pooled[0].committed == pytest.approx(0.50)
+    edited = [dataclasses.replace(old[0], value=0.30 + 1.5 * allowed)] + old[1:]   # a hand-edited run-0 number
+    moved = compare_rows("w2", h, edited, _rows("w2", [0.30], by_run=True), matched_replicates=True)
+    assert moved[0].status == "MOVED" and moved[0].allowed == pytest.approx(allowed)   # its edit did not widen it
+    gone = compare_rows("w2", h, old + _rows("count", [1.0]), _rows("w2", [0.30], by_run=True), matched_replicates=True)
+    assert {m.metric: m.status for m in gone} == {"w2": "ok", "count": "gone"}
+
+
+def test_a_hand_edit_does_not_widen_its_own_tolerance():
+    """One committed replicate edited far away inflates the committed spread; the rerun's spread bounds it."""
+    h = Harness("w2", "", (), tolerances=(("w2", Tolerance("spread", 4)),))
+    rerun = _rows("w2", [0.30, 0.32, 0.28], by_run=True)
+    edited = _rows("w2", [0.90, 0.32, 0.28], by_run=True)
+    (m,) = compare_rows("w2", h, edited, rerun)
+    assert m.status == "MOVED" and m.allowed == pytest.approx(4 * math.sqrt(2) * 0.02 / math.sqrt(3))
+    (ok,) = compare_rows("w2", h, rerun, _rows("w2", [0.31, 0.33, 0.29], by_run=True))
+    assert ok.status == "ok"
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=600)
@@ -95,6 +125,7 @@ def _unbuilt() -> str:
     (["check", "--only", "nope"], "unknown harness 'nope'"),
     (["check", "--only", "<unbuilt>"], "not built yet"),
     (["w2", "--only", "w2"], "--only belongs to `check`"),
+    (["w2", "--training-runs", "1"], "--training-runs belongs to `check`"),
 ])
 def test_check_cli_bad_input(tmp_path, capsys, args, message):
     if "<unbuilt>" in args:

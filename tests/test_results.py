@@ -160,6 +160,16 @@ def test_undefined_measurement_is_not_held():
     rows = [_row("DM", "app-f", "t=1", "curvature", 1.0), _row("DisCo-Diff", "app-f", "t=1", "curvature", float("nan"))]
     (v,) = evaluate_claim(c, rows)
     assert v["verdict"] == "not held" and "diverged" in v["detail"]
+    assert v["replicates"] == "1 sampling seed range of one training run, undefined in 1 rows vs 1 sampling seed " \
+                              "range of one training run"   # a claims.csv row always names what it rests on
+
+
+def test_every_setting_claim_points_to_its_intervals():
+    c = Claim("2b", "lower curvature", "figure4", "curvature", "lower", "DisCo-Diff", "DM", "", "every_setting", "")
+    rows = [_row(m, "app-f", f"t={t}", "curvature", v + 0.01 * s, seeds=str(s)) for m, v in (("DM", 1.0), ("DisCo-Diff", 0.5))
+            for t in (1, 2) for s in range(3)]
+    (v,) = evaluate_claim(c, rows)
+    assert v["interval"] == "one per setting (2): see detail" and v["verdict"] == "held"
 
 
 def test_markdown_shows_undefined_measurements():

@@ -367,6 +367,8 @@ def _study_single_thread(ctx: RunContext) -> dict[str, list[Row]]:
     if ctx.device != "cpu":
         print(f"note: the 2D study runs on cpu (tiny MLPs); --device {ctx.device} is ignored")
     cfg = preset(ctx.scale)
+    if ctx.training_runs is not None:   # `bench check --training-runs N`: runs 0..N-1, each exactly as in the full study
+        cfg = dataclasses.replace(cfg, training_seeds=min(cfg.training_seeds, ctx.training_runs))
     if ctx.dry_run:
         return _dry_run(cfg, ctx)
     out = Path(ctx.out) / ctx.scale
@@ -528,20 +530,19 @@ TOY2D_CODE = ("bench/harnesses/toy2d.py", "bench/nets/toy2d.py", "bench/nets/mlp
 
 
 @harness("figure3", "Fig. 3: 2D mixture samples of the DM and DisCo-Diff; latents align with modes",
-         ("toy2d",), group="toy2d", code=TOY2D_CODE,
+         ("toy2d",), group="toy2d", code=TOY2D_CODE, options=("training_runs",),
          tolerances=TOY2D_TOLERANCES)
 def figure3(ctx: RunContext) -> list[Row]:
     return study(ctx)["figure3"]
 
 
-@harness("figure4", "Fig. 4: ODE curvature and Jacobian norm versus t (2D mixture)", ("toy2d",), group="toy2d", code=TOY2D_CODE,
-         tolerances=TOY2D_TOLERANCES)
+@harness("figure4", "Fig. 4: ODE curvature and Jacobian norm versus t (2D mixture)", ("toy2d",), group="toy2d",
+         code=TOY2D_CODE, options=("training_runs",), tolerances=TOY2D_TOLERANCES)
 def figure4(ctx: RunContext) -> list[Row]:
     return study(ctx)["figure4"]
 
 
-@harness("w2", "App. F.3: W2 to the data, DisCo-Diff vs DM (2D mixture; paper numbers from reference/toy2d.csv)", ("toy2d.w2",), group="toy2d", code=TOY2D_CODE,
-         tolerances=TOY2D_TOLERANCES)
+@harness("w2", "App. F.3: W2 to the data, DisCo-Diff vs DM (2D mixture; paper numbers from reference/toy2d.csv)", ("toy2d.w2",), group="toy2d", code=TOY2D_CODE, options=("training_runs",), tolerances=TOY2D_TOLERANCES)
 def w2(ctx: RunContext) -> list[Row]:
     return study(ctx)["w2"]
 
