@@ -86,14 +86,16 @@ def _sd(values: Sequence[float]) -> Optional[float]:
 
 def _spread_sd(committed: list[float], compared: list[float], rerun: list[float], matched: bool) -> Optional[float]:
     """The replicate spread behind a `spread` tolerance, chosen so that a hand-edited committed number cannot
-    widen its own tolerance: with matched replicates, the committed replicates that were not rerun; else the
-    smaller of the committed and the rerun spread (each needs two replicates). None: the committed spread."""
+    widen its own tolerance: with matched replicates, the spread of the rerun replicates together with the
+    committed replicates that were not rerun (a full set of runs, none of them a number under judgement);
+    else the smaller of the committed and the rerun spread (each needs two replicates). None: the committed
+    spread."""
     if matched:
         rest = list(committed)
         for v in compared:
             if v in rest:
                 rest.remove(v)
-        return _sd(rest)
+        return _sd(rest + list(rerun))
     both = [s for s in (_sd(committed), _sd(rerun)) if s is not None]
     return min(both) if both else None
 

@@ -1,8 +1,12 @@
 """The CLI, driven in a subprocess as a user would."""
 import csv
+import dataclasses
+import shutil
 
 import pytest
 from conftest import run_cli
+
+from bench.rows import read_csv, write_csv
 
 
 def test_list_names_every_label_and_status():
@@ -74,6 +78,24 @@ def test_smoke_study_twice_same_seed_same_csv(smoke_2d, tmp_path):
     for f in ["w2.md", "figure3.png", "figure4.png", "toy2d_samples.npz", "claims.csv", "REPORT.md"]:
         assert (smoke / f).exists(), f
     assert "pipeline check: its numbers are not meaningful" in (smoke / "REPORT.md").read_text()
+
+
+def test_check_training_run_0_passes_then_fails_on_a_hand_edited_run_0_number(smoke_2d, tmp_path):
+    """CI's check (`--training-runs 1`) at smoke: run 0 of every 2D model retrained from scratch reproduces the
+    committed run-0 rows; one run-0 W2 edited by hand fails it (exit 1, MOVED), though runs 1.. are not rerun."""
+    committed = tmp_path / "res"
+    shutil.copytree(smoke_2d, committed)
+    r = run_cli("check", "--scale", "smoke", "--only", "w2", "--training-runs", "1", "--out", str(committed))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "training run(s)" in r.stdout and "no regression" in r.stdout
+    path = committed / "smoke" / "w2.csv"
+    rows = read_csv(path)
+    i = next(i for i, x in enumerate(rows) if x.metric == "w2" and x.train_seed == "0" and x.value == x.value)
+    rows[i] = dataclasses.replace(rows[i], value=rows[i].value * 3 + 1.0)
+    write_csv(path, rows)
+    r = run_cli("check", "--scale", "smoke", "--only", "w2", "--training-runs", "1", "--out", str(committed),
+                "--reuse-cache", "--cache", str(smoke_2d.parent / "runs"))
+    assert r.returncode == 1 and "MOVED" in r.stdout and "REGRESSION" in r.stdout, r.stdout[-3000:]
 
 
 def test_smoke_study_verdicts_at_seed_0(smoke_2d):
