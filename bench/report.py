@@ -18,7 +18,7 @@ from bench import atomic
 from bench.provenance import code_note
 from bench.reference import Claim, RefRow, load_claims, load_reference
 from bench.registry import BEYOND_PAPER, SCALES, VARIANTS, load_all
-from bench.rows import ITEM_UNITS, Row, read_csv
+from bench.rows import ITEM_UNITS, UNTRAINED_UNITS, Row, read_csv
 
 SEED_SETTING = re.compile(r"^seed=\d+$")
 COLUMNS = ["method", "variant", "setting", "metric", "measured", "paper", "measured/paper", "NFE", "n", "seeds"]
@@ -176,7 +176,7 @@ class Replicates:
 
     def said(self) -> str:
         unit = self.unit if self.n != 1 else self.unit.replace("runs", "run").replace("ranges", "range")
-        one = self.unit != "training runs" and self.n > 0
+        one = self.unit != "training runs" and self.unit not in UNTRAINED_UNITS and self.n > 0
         return f"{self.n} {unit}" + (" of one training run" if one else "")
 
 

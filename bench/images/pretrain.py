@@ -1,4 +1,4 @@
-"""Train one of the FID tables' image models on its own, into the harnesses' cache, so that models
+"""Train one of the image models (FID tables, figures) on its own, into the harnesses' cache, so that models
 which do not depend on each other train at once in separate processes (one intra-op thread each):
 
     python -m bench.images.pretrain edm --scale small &
@@ -26,6 +26,7 @@ MODELS = {
     "continuous-kld1": ("continuous latent, KLD weight 1", True),
     "edm-uncond": ("EDM", False),
     "disco-diff-uncond": ("DisCo-Diff", False),
+    "disco-diff-hierarchical": ("DisCo-Diff (hierarchical)", True),   # Figs. 6, 15, 16
 }
 
 
