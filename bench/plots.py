@@ -160,7 +160,11 @@ def figure7(npz: Path, png: Path, title: str = "") -> Path:
     grid.set_title("switch z_a -> z_b after this share of the steps", fontsize=9)
     pct = 100 * fractions
     for metric, label in (("latent_switch_change", "to the z_a image"), ("latent_switch_distance_to_b", "to the z_b image")):
-        v = np.stack([d[f"{metric}__{f:g}"] for f in fractions])   # [fractions, triples]
+        v = np.stack([d[f"{metric}__{f:g}"] for f in fractions])   # [fractions, triples that switch]
+        if v.shape[1] == 0:
+            dist.text(0.5, 0.5, "no triple switched: the prior drew z_b = z_a in every one", ha="center",
+                      va="center", transform=dist.transAxes, fontsize=9)
+            continue
         dist.errorbar(pct, v.mean(1), yerr=v.std(1, ddof=1) if v.shape[1] > 1 else None, marker="o", capsize=3,
                       label=label)
     dist.set_xlabel("switch point (% of Heun steps under z_a)")

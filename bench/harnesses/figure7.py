@@ -8,7 +8,8 @@ z_a and switch to z_b after 0, 25, 50, 75 and 100 % of the Heun steps (cfg 0: th
 100 % = z_a throughout, 0 % = z_b throughout). Its numbers, per switch point: the distance of the
 switched image to the z_a image ("latent_switch_change") and to the z_b image, in the FID detector's
 pool features and in pixels (RMS), and the change as a fraction of the whole z_a -> z_b change. The
-triples are split into groups of consecutive seeds; each group's mean is a replicate, paired across
+triples whose z_b differs from z_a (a near-deterministic prior can draw the same latent; their count is
+reported) are split into groups of consecutive seeds; each group's mean is a replicate, paired across
 switch points (the same seeds and latents).
 """
 from __future__ import annotations
@@ -93,30 +94,35 @@ def figure7(ctx: RunContext) -> list[Row]:
                   nfe=str(sw.nfe))
     feature_name = detector_features_name(detector)
     rows: list[Row] = []
-    edges = np.linspace(0, n, groups + 1).round().astype(int)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        seeds_said = f"{lo}-{hi - 1} (z_b: {SEED_B_OFFSET + lo}-{SEED_B_OFFSET + hi - 1})"
-        whole = dist["latent_switch_change", 0.0][lo:hi].mean()   # the full z_a -> z_b change of the group
+    # Only triples whose z_b differs from z_a switch anything; they are split into groups of consecutive seeds
+    # (a prior that is near-deterministic given the class leaves few: identical_latent_pairs says how many not)
+    switched = np.flatnonzero((sw.codes_a != sw.codes_b).any(1))
+    for part in (np.array_split(switched, min(groups, len(switched))) if len(switched) else []):
+        seeds_said = ", ".join(str(s) for s in part) + f" (z_b: seed + {SEED_B_OFFSET})"
+        whole = dist["latent_switch_change", 0.0][part].mean()   # the full z_a -> z_b change of the group
         for f in FRACTIONS:
             for metric, (space, _) in METRICS.items():
                 rows.append(Row("figure7", "", "DisCo-Diff", VARIANT, setting(f), metric,
-                                float(dist[metric, f][lo:hi].mean()), n_samples=int(hi - lo), seeds=seeds_said,
+                                float(dist[metric, f][part].mean()), n_samples=len(part), seeds=seeds_said,
                                 feature_extractor=feature_name if space == "feature" else "", **common))
-            rows.append(Row("figure7", "", "DisCo-Diff", VARIANT, setting(f), "latent_switch_change_fraction",
-                            float(dist["latent_switch_change", f][lo:hi].mean() / whole) if whole > 0 else float("nan"),
-                            n_samples=int(hi - lo), seeds=seeds_said, feature_extractor=feature_name, **common))
+            if whole > 0:   # (z_b gave the very same image: no change to take a fraction of)
+                rows.append(Row("figure7", "", "DisCo-Diff", VARIANT, setting(f), "latent_switch_change_fraction",
+                                float(dist["latent_switch_change", f][part].mean() / whole), n_samples=len(part),
+                                seeds=seeds_said, feature_extractor=feature_name, **common))
     rows.append(Row("figure7", "", "DisCo-Diff", VARIANT, PANEL, "identical_latent_pairs", float(sw.identical),
                     n_samples=n, seeds=f"0-{n - 1}", **common))
     rows.append(Row("figure7", "", "DisCo-Diff", VARIANT, PANEL, "sample_images_per_s",
                     n * len(FRACTIONS) / sample_s, n_samples=n * len(FRACTIONS), seeds=f"0-{n - 1}",
                     seconds=sample_s, **common))
     loss = Path(ctx.out) / ctx.scale / "figure10_data.npz"
+    shown = np.concatenate([switched, np.setdiff1d(np.arange(n), switched)])[:GRID_ROWS]   # switched triples first
     npz = atomic.save_npz(out / "figure7_data.npz", fractions=np.array(FRACTIONS), git_sha=np.array(git_sha()),
-                          grid=np.stack([sw.images[f][:GRID_ROWS] for f in FRACTIONS], 1),   # [rows, fractions, C, H, W]
-                          **{f"{m}__{f:g}": dist[m, f] for m in METRICS for f in FRACTIONS},
+                          grid=np.stack([sw.images[f][shown] for f in FRACTIONS], 1),   # [rows, fractions, C, H, W]
+                          **{f"{m}__{f:g}": dist[m, f][switched] for m in METRICS for f in FRACTIONS},
                           **_loss_panel(loss))
     plots.figure7(npz, out / "figure7.png", f"{ctx.scale} scale, {train.name}; DisCo-Diff, {preset.sampler_steps} "
-                  f"Heun steps, cfg 0; {n} triples")
+                  f"Heun steps, cfg 0; {len(switched)} of {n} triples switch (in {n - len(switched)} "
+                  "the prior drew z_b = z_a)")
     return rows
 
 
