@@ -93,12 +93,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that describe bad input or a missing dataset/extra (reported in one line, exit status 2)."""
     from bench.data.images import DatasetError
     from bench.docking.data import DockingDataError, MissingDockingDependency
+    from bench.harnesses.image_figures import LatentsError
     from bench.images.checkpoints import CheckpointError
     from bench.metrics.detectors import DetectorError
     from bench.metrics.fid import StatsError
     from bench.train import CheckpointMismatch
 
-    return (CheckpointError, CheckpointMismatch, DatasetError, DetectorError, DockingDataError,
+    return (CheckpointError, CheckpointMismatch, DatasetError, DetectorError, DockingDataError, LatentsError,
             MissingDockingDependency, StatsError)
 
 

@@ -112,3 +112,16 @@ def test_band_energies_put_a_tint_in_colour_a_square_in_layout_stripes_in_textur
     assert np.allclose(e["colour"] + e["layout"] + e["texture"], 1.0)
     assert e["colour"][0] == pytest.approx(1.0) and e["layout"][1] > 0.5 and e["texture"][2] > 0.99
     assert np.isnan(band_energies(np.zeros((1, 1, 4, 4)), 1.0)["layout"]).all()   # no change: no shares
+
+
+def test_distinct_latents_takes_what_the_prior_has_and_refuses_a_collapsed_one():
+    from bench.disco.prior import ARPriorConfig, AutoregressivePrior
+    from bench.harnesses.image_figures import LatentsError, distinct_latents
+    prior = AutoregressivePrior(ARPriorConfig(m=2, k=3, num_classes=2, width=8, depth=1, heads=2)).eval()
+    z = distinct_latents(prior, range(200), 0, 4)
+    assert len(z) == 4 and len({tuple(v.tolist()) for v in z}) == 4
+    with torch.no_grad():   # a prior that always draws code 0: one latent per class
+        prior.head.weight.zero_()
+        prior.head.bias.copy_(torch.tensor([50.0, 0.0, 0.0]))
+    with pytest.raises(LatentsError, match="only 1 distinct latent"):
+        distinct_latents(prior, range(50), 1, 2)

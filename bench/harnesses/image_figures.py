@@ -133,9 +133,9 @@ def mean_cross(fa: np.ndarray, fb: np.ndarray) -> float:
     return float(np.linalg.norm(fa[:, None, :] - fb[None, :, :], axis=-1).mean())
 
 
-def distinct_latents(prior, seeds: Sequence[int], y: int, n: int) -> torch.Tensor:
-    """n different latents [n, m] for class y, from the prior: the first n distinct draws of `seeds`, in
-    order (with few codes in use, two seeds can draw the same latent)."""
+def distinct_latents(prior, seeds: Sequence[int], y: int, n: int, at_least: int = 2) -> torch.Tensor:
+    """Up to n different latents [<= n, m] for class y, from the prior: the first distinct draws of `seeds`, in
+    order (a prior that is near-deterministic given the class may hold fewer: at least `at_least` are needed)."""
     from bench.diffusion.seeds import PerSampleRandom
 
     found: list[torch.Tensor] = []
@@ -144,6 +144,12 @@ def distinct_latents(prior, seeds: Sequence[int], y: int, n: int) -> torch.Tenso
         if not any(torch.equal(z, f) for f in found):
             found.append(z)
         if len(found) == n:
-            return torch.stack(found)
-    raise ValueError(f"the prior drew only {len(found)} distinct latents for class {y} from {len(seeds)} seeds; "
-                     f"{n} wanted")
+            break
+    if len(found) < at_least:
+        raise LatentsError(f"the prior drew only {len(found)} distinct latent(s) for class {y} from {len(seeds)} "
+                           f"seeds; the figure needs {at_least}: its latents carry no choice for this class")
+    return torch.stack(found)
+
+
+class LatentsError(ValueError):
+    """A figure asked for more distinct latents than the trained prior draws (a collapsed codebook)."""

@@ -58,15 +58,16 @@ def _dry_run(ctx: RunContext, label: str, what: str) -> list[Row]:
 def shared_latent_study(run: FigureRun, label: str) -> tuple[list[Row], list[tuple[str, np.ndarray]], list[list[str]]]:
     """Per class: `latents` distinct latents from the prior, `samples` images sharing each; the within/between
     distance ratio per class (rows) and a grid per class (rows = latents)."""
-    n_cls, n_lat, n_img = SHARED[label][run.ctx.scale]
+    n_cls, wanted, n_img = SHARED[label][run.ctx.scale]
     prior, k = run.model.stage2.prior, run.preset.prior.k
     rows, panels, labels = [], [], []
     first = FIRST_SEED[label]
     for ci, c in enumerate(figure_classes(run.preset, n_cls)):
-        lat = distinct_latents(prior, range(LATENT_SEEDS + 1000 * ci, LATENT_SEEDS + 1000 * (ci + 1)), c, n_lat)
+        lat = distinct_latents(prior, range(LATENT_SEEDS + 1000 * ci, LATENT_SEEDS + 1000 * (ci + 1)), c, wanted)
+        n_lat = len(lat)   # (fewer where the prior draws fewer distinct latents for the class: the setting says)
         images, feats, seeds_all = [], [], []
         for li, z in enumerate(lat):
-            seeds = list(range(first + (ci * n_lat + li) * n_img, first + (ci * n_lat + li + 1) * n_img))
+            seeds = list(range(first + (ci * wanted + li) * n_img, first + (ci * wanted + li + 1) * n_img))
             im, _, nfe = run.sample(seeds, SharedLatent(z, k), class_idx=c)
             images.append(im)
             feats.append(run.features(im))
