@@ -164,7 +164,7 @@ def _plain(ctx: RunContext, label: str, paper: str) -> list[Row]:
     seeds = list(range(FIRST_SEED[label], FIRST_SEED[label] + n))
     images, _, nfe = run.sample(seeds)
     rows = diversity_rows(run, label, images, seeds, "random classes and latents", nfe)
-    cols = 8
+    cols = min(8, n)
     plots.captioned_grids([("random classes and latents", images[:n // cols * cols].reshape(-1, cols, *images.shape[1:]))],
                           run.out / f"{label}.png", f"DisCo-Diff {paper}: " + run.caption("samples"))
     return rows
