@@ -220,6 +220,63 @@ def image_grid(images: np.ndarray, png: Path, columns: int = 8) -> Path:
     return atomic.write_bytes(png, buf.getvalue())
 
 
+def figure8(npz: Path, png: Path, title: str = "") -> Path:
+    """Fig. 8: per shown complex, a 2D view (the poses' two principal axes) of the pocket C-alphas, the crystal
+    ligand (black) and every pose coloured by its latent, with each latent's pointed-to node starred; below,
+    each pose's RMSD to the crystal pose grouped by latent (npz keys <key>__<i> of bench/harnesses/figure8.py)."""
+    plt = _pyplot()
+    d = np.load(npz)
+    names = [str(n) for n in d["names"]]
+    fig, axes = plt.subplots(2, max(1, len(names)), figsize=(5.2 * max(1, len(names)), 8.4),
+                             gridspec_kw={"height_ratios": [3, 1.4]}, squeeze=False)
+    colours = plt.get_cmap("tab10").colors
+    for i, name in enumerate(names):
+        poses, rmsd, latents = d[f"poses__{i}"], d[f"rmsd__{i}"], d[f"latents__{i}"]
+        crystal, pocket, bonds = d[f"crystal__{i}"], d[f"pocket__{i}"], d[f"bonds__{i}"]
+        n_lig = int(d[f"num_ligand__{i}"])
+        cloud = np.concatenate([crystal, poses.reshape(-1, 3)])
+        centre = cloud.mean(0)
+        axes_2d = np.linalg.svd(cloud - centre, full_matrices=False)[2][:2].T     # [3, 2] principal axes
+        proj = lambda x: (np.asarray(x) - centre) @ axes_2d   # noqa: E731
+        ax = axes[0, i]
+        ax.scatter(*proj(pocket).T, s=14, color="0.82", zorder=0, label="pocket C-alpha")
+        for lat in range(len(latents)):
+            c = colours[lat % len(colours)]
+            for s in range(poses.shape[1]):
+                xy = proj(poses[lat, s])
+                for a, b in bonds:
+                    ax.plot(*xy[[a, b]].T, color=c, lw=1.1, alpha=0.55, zorder=1)
+            for node in latents[lat]:   # a pointer names a ligand atom (< n_lig) or a residue
+                xy = proj(poses[lat, :, node].mean(0)) if node < n_lig else proj(pocket[node - n_lig])
+                ax.scatter(*xy, marker="*", s=170, color=c, edgecolor="k", lw=0.6, zorder=3)
+            ax.plot([], [], color=c, lw=2, label=f"latent {tuple(int(v) for v in latents[lat])}: median "
+                                                  f"{np.nanmedian(rmsd[lat]):.1f} A")
+        xy = proj(crystal)
+        for a, b in bonds:
+            ax.plot(*xy[[a, b]].T, color="k", lw=2.2, zorder=2)
+        ax.plot([], [], color="k", lw=2.2, label="crystal pose")
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_title(f"{name}: within-latent pose RMSD {float(d[f'within__{i}']):.2f} A, "
+                     f"between {float(d[f'between__{i}']):.2f} A", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.legend(fontsize=7, loc="best")
+        bx = axes[1, i]
+        for lat in range(len(latents)):
+            x = lat + np.linspace(-0.15, 0.15, poses.shape[1])
+            bx.scatter(x, rmsd[lat], color=colours[lat % len(colours)], s=22)
+        bx.axhline(2.0, color="grey", lw=0.8, ls="--")
+        bx.set_xticks(range(len(latents)))
+        bx.set_xticklabels([f"latent {k}" for k in range(len(latents))], fontsize=8)
+        bx.set_ylabel("RMSD to crystal (A)")
+        bx.grid(alpha=0.3)
+    if not names:
+        axes[0, 0].text(0.5, 0.5, "no complex to show", ha="center", va="center")
+    fig.suptitle(title + "\n(stars: the node each latent points to; a pointed-to ligand atom is drawn at its "
+                 "mean position over that latent's poses)", fontsize=9)
+    return _save(fig, png)
+
+
 def docking_range(rmsds: list[np.ndarray], threshold: float = 2.0) -> tuple[float, str]:
     """The x range of the success curves and a note for the plot when no sample reaches the threshold.
     The range reaches the RMSDs actually met (95th percentile, within 10..50 A), so a weak run (smoke

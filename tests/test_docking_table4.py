@@ -262,6 +262,23 @@ def test_table4_smoke_through_the_cli(tmp_path):
     assert r2.returncode == 0, r2.stderr[-3000:]
     d2 = np.load(tmp_path / "res2" / "smoke" / "table4_data.npz")
     np.testing.assert_array_equal(d["rmsds__DisCo-DiffDock-S"], d2["rmsds__DisCo-DiffDock-S"])
+    # figure8 reuses table4's DisCo-DiffDock-S (same cache): it samples, trains nothing
+    r3 = _cli("figure8", "--scale", "smoke", "--out", str(out), "--cache", str(cache))
+    assert r3.returncode == 0, r3.stderr[-3000:]
+    assert "training DisCo-DiffDock" not in r3.stdout + r3.stderr
+    rows = list(csv.DictReader(open(smoke / "figure8.csv")))
+    pair = [r for r in rows if r["metric"] == "pose_rmsd_A"]
+    assert {r["setting"] for r in pair} == {"within latent", "between latents"}
+    assert len(pair) == 4 and all(r["seeds"].startswith("complex ") and float(r["value"]) >= 0 for r in pair)
+    assert all(1 <= float(r["value"]) <= 64 for r in rows if r["metric"] == "distinct_latents")
+    best = {r["seeds"]: float(r["value"]) for r in rows if r["metric"] == "best_rmsd_to_crystal_A"}
+    med = {r["seeds"]: float(r["value"]) for r in rows if r["metric"] == "median_rmsd_to_crystal_A"}
+    assert len(best) == 2 and all(0 < best[k] <= med[k] for k in best)
+    f8 = np.load(smoke / "figure8_data.npz")
+    assert f8["poses__0"].shape[:2] == (2, 2) and f8["rmsd__0"].shape == (2, 2)
+    assert (smoke / "figure8.png").stat().st_size > 10_000
+    verdicts = {v["claim_id"]: v["verdict"] for v in csv.DictReader(open(smoke / "claims.csv"))}
+    assert verdicts.get("8c") in {"held", "not held", "inconclusive"}
 
 
 def test_dry_run_checks_the_esm_file(tmp_path):

@@ -45,7 +45,7 @@ OURS_VALUES = {"", "yes", "baseline"}
 
 RELATIONS = {"lower", "higher", "below", "above", "qualitative"}
 SCOPES = {"every_setting", "mean"}
-HARNESSES = {"table1", "table2", "table3", "table4", "figure3", "figure4", "figure6", "figure7", "figure10",
+HARNESSES = {"table1", "table2", "table3", "table4", "figure3", "figure4", "figure6", "figure7", "figure8", "figure10",
              "w2", "timing"}
 
 # A number: optional thousands groups, optional decimals, optional exponent ("1e-3"). Not the
