@@ -15,7 +15,7 @@ pytest.importorskip("rdkit")
 from bench.docking.confidence import ConfidenceModel, ConfidenceModelConfig  # noqa: E402
 from bench.docking.data import synthetic_complex  # noqa: E402
 from bench.docking.pipeline import DockingData, evaluate_method  # noqa: E402
-from bench.docking.presets import DISCO_PRIOR_TEMPERATURE, docking_preset  # noqa: E402
+from bench.docking.presets import docking_preset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

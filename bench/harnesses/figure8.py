@@ -35,7 +35,7 @@ import torch
 from bench import atomic, plots
 from bench.docking.data import Complex, DockingDataError
 from bench.docking.disco_diffdock import PointerConformers, make_prior, sample_pointers, train_pointer_prior
-from bench.docking.pipeline import disco_run_dir, load_docking_data, train_disco_stage1, with_conformers
+from bench.docking.pipeline import load_docking_data, train_disco_stage1, with_conformers
 from bench.docking.pose_diffusion import sample_poses
 from bench.docking.presets import DISCO_DIFFDOCK_S, DockingPreset, docking_preset
 from bench.docking.rmsd import symmetry_rmsd
